@@ -1,0 +1,52 @@
+# restem: two commands on a fresh machine.
+#   make demo   install everything, build the model cache, run base evaluation + 2 ReST^EM iterations
+#   make test   install everything, run the whole test suite (slow tests included)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+.PHONY: setup system model demo estep ui test test-fast bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from local disk.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+system:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/setup_system.sh; \
+	else echo "not root: skipping system packages (bubblewrap); the code sandbox falls back to rlimits"; fi
+
+setup: system $(VENV)/.installed
+
+model: setup
+	$(BIN)/python -m restem_assets.model_cache
+
+demo: model
+	$(BIN)/restem run --iterations 2
+
+estep: model
+	$(BIN)/restem estep --iteration 1
+
+ui: setup
+	$(BIN)/restem ui
+
+test: model
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: model
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \
+	       data/evaluations data/eval_samples data/finetune_log data/reports

@@ -1,0 +1,1 @@
+"""Dagster wiring for restem: Definitions, resources, partitions, jobs, sensors."""

@@ -1,0 +1,170 @@
+"""E-step assets, one partition per iteration: samples -> rewards -> sft_set."""
+
+
+import time
+
+import dagster as dg
+
+from dagster_project.partitions import iteration_partitions, previous_policy_mapping
+from dagster_project.resources import EngineResource, ReSTResource, StorageResource
+from restem_assets.assets.markdown import markdown_table
+from restem_assets.assets.policy import POLICY_KEY, lookup_policy
+from restem_assets.sampling import sample_rows
+from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
+from restem_assets.scoring import RewardStats, accumulate, score_samples
+from restem_assets.sft_selection import SftSelector
+from restem_assets.storage import ParquetStore
+
+TORCH_POOL = "torch"  # one torch-heavy step at a time: two on 2 cores slow each other 3x
+
+
+def read_problems(store: ParquetStore, split: str | None = None) -> list[dict]:
+    rows = store.read_table("problems").to_pylist()
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: float = 15.0):
+    """A ProgressFn that logs to Dagster at most every `every_s` seconds (and at the end)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=label, unit="prompt")
+    state = {"last": 0.0, "t0": time.perf_counter()}
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        now = time.perf_counter()
+        if done == total or now - state["last"] >= every_s:
+            state["last"] = now
+            context.log.info("%s: %d/%d prompts (%.0f s)", label, done, total, now - state["t0"])
+        if done == total:
+            bar.close()
+
+    return progress
+
+
+@dg.asset(
+    partitions_def=iteration_partitions,
+    deps=["problems", dg.AssetDep(POLICY_KEY, partition_mapping=previous_policy_mapping)],
+    group_name="estep",
+    pool=TORCH_POOL,
+    description="K sampled completions per train problem from policy[i-1] (the base model for iteration 1).",
+)
+def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
+            engine: EngineResource) -> dg.MaterializeResult:
+    iteration = int(context.partition_key)
+    store = storage.store()
+    policy = lookup_policy(context.instance, iteration - 1)
+    train = read_problems(store, "train")
+    if not train:
+        raise ValueError("the problems table has no train split: nothing to sample")
+    params = rest.estep_params(iteration)
+    context.log.info("iteration %d: sampling %d x %d from %s (%s)", iteration, len(train), params.n,
+                     policy.policy_id, policy.path)
+    with engine.open(policy.path) as eng, store.writer("samples", SAMPLES, iteration) as writer:
+        stats = sample_rows(eng, train, params, policy, writer, progress=progress_logger(context, f"samples[{iteration}]"))
+    preview = store.read_table("samples", iteration).slice(0, 5).to_pylist()
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stats.samples,
+            "problems": len(train),
+            "samples_per_problem": params.n,
+            "policy": policy.policy_id,
+            "policy_path": dg.MetadataValue.path(policy.path),
+            "engine": engine.kind,
+            "completion_tokens": stats.tokens,
+            "truncated_share": stats.truncated / max(1, stats.samples),
+            "tokens_per_second": round(stats.tokens_per_second, 1),
+            "wall_seconds": round(stats.seconds, 1),
+            "path": dg.MetadataValue.path(store.url(store.table_path("samples", iteration))),
+            "preview": dg.MetadataValue.md(markdown_table(preview, ["problem_id", "sample_idx", "completion", "finish_reason"])),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=iteration_partitions,
+    deps=["samples", "problems"],
+    group_name="estep",
+    description="Binary reward per sample: the extracted final answer checked against the gold answer "
+    "(or the program run against every test).",
+)
+def rewards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    iteration = int(context.partition_key)
+    store = storage.store()
+    problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
+    stats = RewardStats()
+    t0 = time.perf_counter()
+    with store.writer("rewards", REWARDS, iteration) as writer:
+        for batch in store.iter_batches("samples", iteration, batch_size=2048,
+                                        columns=["problem_id", "sample_idx", "completion"]):
+            rows = score_samples(batch.to_pylist(), problems_by_id)
+            writer.write(rows)
+            accumulate(stats, rows)
+    seconds = time.perf_counter() - t0
+    preview = store.read_table("rewards", iteration).slice(0, 8).to_pylist()
+    context.log.info("rewards[%d]: %d/%d correct (%.2f%%)", iteration, stats.correct, stats.scored, 100 * stats.pass_rate)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": stats.scored,
+            "correct": stats.correct,
+            "pass_rate": stats.pass_rate,
+            "reasons": dg.MetadataValue.json(dict(stats.reasons)),
+            "rows_per_second": round(stats.scored / seconds, 1) if seconds else 0.0,
+            "wall_seconds": round(seconds, 2),
+            "path": dg.MetadataValue.path(store.url(store.table_path("rewards", iteration))),
+            "preview": dg.MetadataValue.md(markdown_table(preview, ["problem_id", "sample_idx", "extracted_answer", "reward", "reason"])),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=iteration_partitions,
+    deps=["samples", "rewards", "problems"],
+    group_name="estep",
+    description="The M-step's training set: correct samples, identical completions once, at most max_per_problem per problem.",
+    check_specs=[
+        dg.AssetCheckSpec("sft_set_not_empty", asset="sft_set", blocking=True,
+                          description="an empty SFT set would fine-tune on nothing"),
+        dg.AssetCheckSpec("no_test_problems", asset="sft_set", blocking=True,
+                          description="no test-split problem leaks into training"),
+    ],
+)
+def sft_set(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource) -> dg.MaterializeResult:
+    iteration = int(context.partition_key)
+    t0 = time.perf_counter()
+    store = storage.store()
+    selector = SftSelector(rest.max_per_problem)
+    sample_batches = store.iter_batches("samples", iteration, batch_size=2048,
+                                        columns=["problem_id", "sample_idx", "prompt", "completion", "n_tokens"])
+    reward_batches = store.iter_batches("rewards", iteration, batch_size=2048, columns=["problem_id", "sample_idx", "reward"])
+    correct = {(r["problem_id"], r["sample_idx"]) for b in reward_batches for r in b.to_pylist() if r["reward"] == 1.0}
+    for batch in sample_batches:
+        for s in batch.to_pylist():
+            if (s["problem_id"], s["sample_idx"]) in correct:
+                selector.add(s, 1.0)
+    rows = selector.rows()
+    store.write_table("sft_set", rows, SFT_SET, iteration)
+    splits = {p["problem_id"]: p["split"] for p in read_problems(store)}
+    leaked = sorted({r["problem_id"] for r in rows if splits.get(r["problem_id"]) != "train"})
+    n_problems = len({r["problem_id"] for r in rows})
+    context.log.info("sft_set[%d]: %d examples over %d problems (%d correct, %d duplicates dropped)", iteration,
+                     len(rows), n_problems, len(correct), selector.duplicates)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "problems_covered": n_problems,
+            "correct_samples": len(correct),
+            "duplicates_dropped": selector.duplicates,
+            "max_per_problem": rest.max_per_problem,
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+            "path": dg.MetadataValue.path(store.url(store.table_path("sft_set", iteration))),
+            "preview": dg.MetadataValue.md(markdown_table(rows[:5], ["problem_id", "sample_idx", "completion"])),
+        },
+        check_results=[
+            dg.AssetCheckResult(check_name="sft_set_not_empty", passed=len(rows) > 0, metadata={"rows": len(rows)}),
+            dg.AssetCheckResult(check_name="no_test_problems", passed=not leaked,
+                                metadata={"leaked_problems": dg.MetadataValue.json(leaked[:20])}),
+        ],
+    )

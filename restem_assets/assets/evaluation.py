@@ -1,0 +1,54 @@
+"""Evaluation of policy[i] on the held-out split (partition 0 = the base model), and the progress summary."""
+
+import time
+
+import dagster as dg
+
+from dagster_project.partitions import policy_partitions
+from dagster_project.resources import EngineResource, ReSTResource, StorageResource
+from restem_assets.assets.estep import TORCH_POOL, read_problems
+from restem_assets.assets.markdown import markdown_table
+from restem_assets.assets.policy import POLICY_KEY, lookup_policy
+from restem_assets.evaluation import evaluate_policy
+from restem_assets.model_cache import resolve_model
+from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS
+
+
+@dg.asset(
+    partitions_def=policy_partitions,
+    deps=["problems", POLICY_KEY],
+    group_name="evaluation",
+    pool=TORCH_POOL,
+    description="Greedy pass@1, pass@k (unbiased, T=1.0, top-p 0.95) and maj@k of policy[i] on the test split.",
+)
+def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
+               engine: EngineResource) -> dg.MaterializeResult:
+    iteration = int(context.partition_key)
+    store = storage.store()
+    policy = lookup_policy(context.instance, iteration)
+    all_problems = read_problems(store)
+    test = [p for p in all_problems if p["split"] == "test"]
+    if not test:
+        raise ValueError("the problems table has no test split: nothing to evaluate on")
+    by_id = {p["problem_id"]: p for p in all_problems}
+    t0 = time.perf_counter()
+    with engine.open(resolve_model(policy.path)) as eng, store.writer("eval_samples", EVAL_SAMPLES, iteration) as w:
+        rows, summary = evaluate_policy(eng, test, rest.greedy_params(), rest.eval_sampling_params(), policy, by_id, w)
+    store.write_table("evaluations", rows, EVALUATIONS, iteration)
+    seconds = time.perf_counter() - t0
+    context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %.3f", iteration,
+                     policy.policy_id, summary.greedy_pass_at_1, summary.k, summary.pass_at_k, summary.k, summary.maj_at_k)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(rows),
+            "policy": policy.policy_id,
+            "greedy_pass_at_1": summary.greedy_pass_at_1,
+            "pass_at_1": summary.pass_at_1,
+            f"pass_at_{summary.k}": summary.pass_at_k,
+            f"maj_at_{summary.k}": summary.maj_at_k,
+            "greedy_format_rate": summary.greedy_format_rate,
+            "wall_seconds": round(seconds, 1),
+            "preview": dg.MetadataValue.md(markdown_table(rows[:10], ["problem_id", "greedy_answer", "greedy_correct",
+                                                                     "n_correct", "majority_answer"])),
+        }
+    )

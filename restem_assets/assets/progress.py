@@ -1,0 +1,56 @@
+"""The unpartitioned `progress` asset: every iteration's metrics in one table and chart."""
+
+import posixpath
+
+import dagster as dg
+
+from dagster_project.resources import StorageResource
+from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
+
+TIMED_STAGES = ("samples", "rewards", "sft_set", "finetune", "evaluation")
+
+
+def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
+    """Latest wall_seconds per stage and iteration, from the materializations' metadata."""
+    out: dict[int, dict[str, float]] = {}
+    for stage in TIMED_STAGES:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage)), limit=1000).records
+        for rec in sorted(records, key=lambda r: r.storage_id):  # later records overwrite earlier ones
+            mat = rec.asset_materialization
+            if mat is None or mat.partition is None or "wall_seconds" not in mat.metadata:
+                continue
+            out.setdefault(int(mat.partition), {})[stage] = float(mat.metadata["wall_seconds"].value)
+    return out
+
+
+@dg.asset(
+    deps=["evaluation", "finetune", "sft_set", "rewards"],
+    group_name="evaluation",
+    description="Per-iteration table (greedy pass@1, pass@k, maj@k, correct samples, coverage, train loss, stage "
+    "times) and chart, computed with DuckDB over all iterations.",
+)
+def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    store = storage.store()
+    df = progress_frame(storage.root, storage.storage_options)
+    table = progress_markdown(df, stage_timings(context.instance))
+    png = progress_chart_png(df)
+    report_dir = store.table_dir("reports")
+    store.fs.makedirs(report_dir, exist_ok=True)
+    for name, payload in (("progress.md", table.encode()), ("progress.png", png)):
+        tmp = posixpath.join(report_dir, f".{name}.tmp")
+        with store.fs.open(tmp, "wb") as fh:
+            fh.write(payload)
+        store.fs.mv(tmp, posixpath.join(report_dir, name))
+    context.log.info("progress:\n%s", table)
+    import base64
+
+    latest = df.row(-1, named=True) if df.height else {}
+    return dg.MaterializeResult(
+        metadata={
+            "iterations_evaluated": df.height,
+            "latest_greedy_pass_at_1": float(latest.get("greedy_pass_at_1") or 0.0),
+            "table": dg.MetadataValue.md(table),
+            "chart": dg.MetadataValue.md(f"![progress](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "chart_path": dg.MetadataValue.path(store.url(posixpath.join(report_dir, "progress.png"))),
+        }
+    )

@@ -1,0 +1,138 @@
+"""Held-out evaluation of one policy: greedy pass@1, pass@k at T=1.0/top-p 0.95, maj@k.
+
+Every completion is written to `eval_samples` with its reward, and one row per
+problem to `evaluations`, so any metric can be recomputed later with SQL.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from restem_assets.generation import GenerationEngine, SamplingParams
+from restem_assets.math_reward import canonical_answer
+from restem_assets.metrics import majority_vote, pass_at_k
+from restem_assets.prompts import build_messages
+from restem_assets.sampling import Policy
+from restem_assets.scoring import score_samples
+from restem_assets.storage import TableWriter
+
+
+@dataclass
+class EvalSummary:
+    problems: int
+    k: int
+    greedy_pass_at_1: float
+    pass_at_1: float
+    pass_at_k: float
+    maj_at_k: float
+    greedy_format_rate: float  # share of greedy completions with an extracted answer / program
+    greedy_correct: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _sample_and_score(engine, problems, params, mode, policy, problems_by_id, writer) -> list[dict]:
+    messages = [build_messages(p) for p in problems]
+    rendered = [engine.render_prompt(m) for m in messages]
+    scored: list[dict] = []
+    for chunk in engine.generate(messages, params):
+        rows = [
+            {
+                "mode": mode,
+                "problem_id": problems[c.prompt_index]["problem_id"],
+                "sample_idx": c.sample_idx,
+                "prompt": rendered[c.prompt_index],
+                "completion": c.text,
+                "n_tokens": c.n_tokens,
+                "finish_reason": c.finish_reason,
+                "policy_id": policy.policy_id,
+                "policy_path": policy.path,
+                "engine": engine.name,
+                "temperature": params.temperature,
+                "top_k": params.top_k,
+                "top_p": params.top_p,
+                "max_new_tokens": params.max_new_tokens,
+                "seed": params.seed,
+            }
+            for c in chunk
+        ]
+        for row, reward in zip(rows, score_samples(rows, problems_by_id), strict=True):
+            row.update({k: reward[k] for k in ("extracted_answer", "reward", "reason", "details")})
+        writer.write(rows)
+        scored.extend(
+            {k: r[k] for k in ("problem_id", "sample_idx", "extracted_answer", "reward", "reason")} for r in rows
+        )
+    return scored
+
+
+def per_problem_rows(
+    problems: Sequence[Mapping[str, Any]], greedy: Sequence[Mapping], sampled: Sequence[Mapping], k: int
+) -> list[dict[str, Any]]:
+    """One EVALUATIONS row per problem from its greedy and sampled scored completions."""
+    g_by = {r["problem_id"]: r for r in greedy}
+    s_by: dict[str, list[Mapping]] = defaultdict(list)
+    for r in sampled:
+        s_by[r["problem_id"]].append(r)
+    out = []
+    for p in problems:
+        pid = p["problem_id"]
+        g = g_by[pid]
+        ss = sorted(s_by[pid], key=lambda r: r["sample_idx"])
+        if len(ss) != k:
+            raise ValueError(f"problem {pid}: expected {k} sampled completions, got {len(ss)}")
+        c = sum(r["reward"] == 1.0 for r in ss)
+        votes = [canonical_answer(r["extracted_answer"]) if p.get("domain") != "code" else None for r in ss]
+        maj_answer, maj_ok = majority_vote(votes, [r["reward"] == 1.0 for r in ss])
+        out.append(
+            {
+                "problem_id": pid,
+                "greedy_answer": g["extracted_answer"],
+                "greedy_correct": g["reward"] == 1.0,
+                "k": k,
+                "n_correct": c,
+                "pass_at_1": pass_at_k(k, c, 1),
+                "pass_at_k": pass_at_k(k, c, k),
+                "majority_answer": maj_answer,
+                "majority_correct": maj_ok,
+            }
+        )
+    return out
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], greedy: Sequence[Mapping], k: int) -> EvalSummary:
+    n = len(rows)
+
+    def mean(key):
+        return sum(float(r[key]) for r in rows) / n if n else 0.0
+
+    return EvalSummary(
+        problems=n,
+        k=k,
+        greedy_pass_at_1=mean("greedy_correct"),
+        pass_at_1=mean("pass_at_1"),
+        pass_at_k=mean("pass_at_k"),
+        maj_at_k=mean("majority_correct"),
+        greedy_format_rate=(sum(g["extracted_answer"] is not None for g in greedy) / len(greedy)) if greedy else 0.0,
+        greedy_correct=sum(bool(r["greedy_correct"]) for r in rows),
+    )
+
+
+def evaluate_policy(
+    engine: GenerationEngine,
+    problems: Sequence[Mapping[str, Any]],
+    greedy_params: SamplingParams,
+    sampled_params: SamplingParams,
+    policy: Policy,
+    problems_by_id: Mapping[str, Mapping[str, Any]],
+    writer: TableWriter,
+) -> tuple[list[dict[str, Any]], EvalSummary]:
+    if not greedy_params.greedy:
+        raise ValueError("greedy_params must have temperature 0")
+    greedy = _sample_and_score(engine, problems, greedy_params, "greedy", policy, problems_by_id, writer)
+    sampled = _sample_and_score(engine, problems, sampled_params, "sampled", policy, problems_by_id, writer)
+    rows = per_problem_rows(problems, greedy, sampled, sampled_params.n)
+    return rows, summarize(rows, greedy, sampled_params.n)

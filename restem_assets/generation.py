@@ -1,0 +1,98 @@
+"""The generation-engine interface shared by the E-step and evaluation.
+
+An engine turns chat prompts into K sampled completions each. Engines stream
+results prompt-chunk by prompt-chunk so the caller can write Parquet as it goes
+(memory bounded by the chunk, not the iteration). The transformers engine is the
+portable default; a vLLM engine plugs in behind the same `GenerationEngine`
+protocol.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. temperature == 0 means greedy decoding (n must then be 1)."""
+
+    n: int = 1
+    temperature: float = 0.7
+    top_k: int = 40  # 0 or -1: disabled
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"SamplingParams.n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"SamplingParams.temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"SamplingParams.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature == 0 and self.n != 1:
+            raise ValueError("greedy decoding (temperature 0) with n > 1 would repeat one completion n times")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion of prompt `prompt_index` (position in the request list)."""
+
+    prompt_index: int
+    sample_idx: int
+    text: str
+    n_tokens: int
+    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+
+
+ProgressFn = Callable[[int, int], None]  # (prompts done, prompts total)
+
+
+class GenerationEngine(Protocol):
+    name: str
+
+    def render_prompt(self, messages: Messages) -> str:
+        """The exact text fed to the model for these chat messages (stored with each sample)."""
+
+    def generate(
+        self, prompts: Sequence[Messages], params: SamplingParams, progress: ProgressFn | None = None
+    ) -> Iterator[list[Completion]]:
+        """Yield completions in chunks; every prompt gets exactly `params.n` completions."""
+
+    def close(self) -> None:
+        """Release the model's memory (the fine-tune step runs after sampling)."""
+
+
+def vllm_available() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
+def make_engine(kind: str, model_path: str, **options) -> GenerationEngine:
+    """Build an engine by name: "transformers", "vllm", or "auto" (vLLM where it imports)."""
+    if kind == "auto":
+        kind = "vllm" if vllm_available() else "transformers"
+    if kind == "transformers":
+        from restem_assets.transformers_engine import TransformersEngine
+
+        return TransformersEngine(model_path, **options)
+    if kind == "vllm":
+        try:
+            from restem_assets.vllm_engine import VLLMEngine
+        except ImportError as e:  # pragma: no cover - depends on the host
+            raise RuntimeError(f"engine 'vllm' requested but vLLM is not usable here: {e}") from e
+        return VLLMEngine(model_path, **options)
+    raise ValueError(f"unknown generation engine {kind!r}; use 'transformers', 'vllm' or 'auto'")

@@ -1,0 +1,78 @@
+"""E-step sampling: K completions per problem from one policy, streamed to Parquet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from restem_assets.generation import GenerationEngine, ProgressFn, SamplingParams
+from restem_assets.prompts import build_messages
+from restem_assets.storage import TableWriter
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The model that produced a sample: "base" or the fine-tune of an iteration."""
+
+    policy_id: str
+    path: str
+
+
+@dataclass
+class SamplingStats:
+    samples: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def sample_rows(
+    engine: GenerationEngine,
+    problems: Sequence[dict[str, Any]],
+    params: SamplingParams,
+    policy: Policy,
+    writer: TableWriter,
+    progress: ProgressFn | None = None,
+    clock: Callable[[], float] | None = None,
+) -> SamplingStats:
+    """Sample `params.n` completions for each problem and append SAMPLES rows chunk by chunk."""
+    import time
+
+    clock = clock or time.perf_counter
+    messages = [build_messages(p) for p in problems]
+    rendered = [engine.render_prompt(m) for m in messages]
+    stats = SamplingStats()
+    start = clock()
+    for chunk in engine.generate(messages, params, progress=progress):
+        rows = []
+        for c in chunk:
+            problem = problems[c.prompt_index]
+            rows.append(
+                {
+                    "problem_id": problem["problem_id"],
+                    "sample_idx": c.sample_idx,
+                    "prompt": rendered[c.prompt_index],
+                    "completion": c.text,
+                    "n_tokens": c.n_tokens,
+                    "finish_reason": c.finish_reason,
+                    "policy_id": policy.policy_id,
+                    "policy_path": policy.path,
+                    "engine": engine.name,
+                    "temperature": params.temperature,
+                    "top_k": params.top_k,
+                    "top_p": params.top_p,
+                    "max_new_tokens": params.max_new_tokens,
+                    "seed": params.seed,
+                }
+            )
+            stats.tokens += c.n_tokens
+            stats.truncated += c.finish_reason == "length"
+        writer.write(rows)
+        stats.samples += len(rows)
+    stats.seconds = clock() - start
+    return stats

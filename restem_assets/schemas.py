@@ -1,0 +1,102 @@
+"""Arrow schemas of every table restem writes.
+
+One place for column names and types so the writers, the DuckDB views and the
+SQL in `sql/` agree. Tables partitioned by iteration carry `iteration` in the
+hive path (`<table>/iteration=<i>/part-0.parquet`), not as a column, so DuckDB
+exposes it from the path with `hive_partitioning = true`.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# problems: unpartitioned, one row per problem of either split.
+PROBLEMS = pa.schema(
+    [
+        ("problem_id", pa.string()),  # stable, derived from the task name and the content
+        ("split", pa.string()),  # "train" | "test"
+        ("task", pa.string()),  # e.g. "chain_sum", "gsm8k", "math", "apps", "humaneval"
+        ("domain", pa.string()),  # "math" | "code"
+        ("verifier", pa.string()),  # "math" | "reasoning_gym" | "code"
+        ("question", pa.string()),  # text shown to the model
+        ("answer", pa.string()),  # gold final answer (math); empty for code
+        ("solution", pa.string()),  # human-written solution when the dataset has one
+        ("metadata", pa.string()),  # JSON: dataset-specific fields (rg entry, level, tests, ...)
+    ]
+)
+
+# samples: one row per completion.
+SAMPLES = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("prompt", pa.string()),  # the rendered prompt text fed to the model
+        ("completion", pa.string()),
+        ("n_tokens", pa.int32()),  # completion tokens generated
+        ("finish_reason", pa.string()),  # "stop" | "length"
+        ("policy_id", pa.string()),  # which model produced it: "base" or "iteration=<i>"
+        ("policy_path", pa.string()),
+        ("engine", pa.string()),  # "transformers" | "vllm"
+        ("temperature", pa.float32()),
+        ("top_k", pa.int32()),
+        ("top_p", pa.float32()),
+        ("max_new_tokens", pa.int32()),
+        ("seed", pa.int64()),
+    ]
+)
+
+# rewards: one row per sample, joined to samples on (iteration, problem_id, sample_idx).
+REWARDS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("extracted_answer", pa.string()),  # null when no answer/program was found
+        ("reward", pa.float32()),  # binary: 0.0 or 1.0
+        ("reason", pa.string()),  # math: correct|wrong|no_answer|unparsable; code: passed|<failure kind>
+        ("details", pa.string()),  # JSON: per-test outcomes for code, null for math
+    ]
+)
+
+# sft_set: the kept, deduplicated correct samples of one iteration.
+SFT_SET = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("prompt", pa.string()),
+        ("completion", pa.string()),
+        ("n_tokens", pa.int32()),
+    ]
+)
+
+# eval_samples: every completion drawn while evaluating policy[i] on the test split
+# (partition iteration=0 is the base model), with its reward.
+EVAL_SAMPLES = pa.schema(
+    [("mode", pa.string())]  # "greedy" | "sampled"
+    + list(SAMPLES)
+    + [f for f in REWARDS if f.name not in SAMPLES.names]
+)
+
+# evaluations: one row per test problem for policy[i].
+EVALUATIONS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("greedy_answer", pa.string()),
+        ("greedy_correct", pa.bool_()),
+        ("k", pa.int32()),  # samples drawn at T=1.0, top-p 0.95
+        ("n_correct", pa.int32()),
+        ("pass_at_1", pa.float64()),  # unbiased estimate from the k samples
+        ("pass_at_k", pa.float64()),
+        ("majority_answer", pa.string()),  # maj@k vote over extracted answers (null: no answer at all)
+        ("majority_correct", pa.bool_()),
+    ]
+)
+
+# finetune_log: the M-step's loss curve, one row per logged optimizer step.
+FINETUNE_LOG = pa.schema(
+    [
+        ("step", pa.int32()),
+        ("epoch", pa.float64()),
+        ("loss", pa.float64()),
+        ("learning_rate", pa.float64()),
+    ]
+)

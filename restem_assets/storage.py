@@ -1,0 +1,175 @@
+"""Parquet tables under one fsspec root, hive layout, written atomically in chunks.
+
+Layout: `<root>/<table>/iteration=<i>/part-0.parquet` for per-iteration tables and
+`<root>/<table>/part-0.parquet` for unpartitioned ones. Writers stream record
+batches into a temporary file in the target directory and rename it into place,
+so readers (DuckDB globs on `*.parquet`) never see a half-written table and
+memory stays bounded by the chunk size, not the table size.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.core import url_to_fs
+
+PART_NAME = "part-0.parquet"
+
+
+class TableNotFoundError(FileNotFoundError):
+    """A table (or one iteration of it) that a step needs has not been written yet."""
+
+
+class ParquetStore:
+    """Reads and writes restem's tables under `root` (a local path or any fsspec URL)."""
+
+    def __init__(self, root: str, storage_options: Mapping[str, Any] | None = None):
+        self.root = root.rstrip("/") or "/"
+        self.fs, self._root_path = url_to_fs(self.root, **dict(storage_options or {}))
+
+    # -- paths -------------------------------------------------------------------------
+    def _join(self, *parts: str) -> str:
+        return posixpath.join(self._root_path, *parts)
+
+    def table_dir(self, table: str, iteration: int | None = None) -> str:
+        if iteration is None:
+            return self._join(table)
+        return self._join(table, f"iteration={int(iteration)}")
+
+    def table_path(self, table: str, iteration: int | None = None) -> str:
+        return posixpath.join(self.table_dir(table, iteration), PART_NAME)
+
+    def url(self, path: str) -> str:
+        """The full URL (with protocol) of an internal path, for metadata and DuckDB."""
+        return self.fs.unstrip_protocol(path)
+
+    def glob_url(self, table: str) -> str:
+        """The DuckDB glob for every iteration of a partitioned table."""
+        return self.url(self._join(table, "*", "*.parquet"))
+
+    def exists(self, table: str, iteration: int | None = None) -> bool:
+        return self.fs.exists(self.table_path(table, iteration))
+
+    # -- writing -----------------------------------------------------------------------
+    @contextmanager
+    def writer(self, table: str, schema: pa.Schema, iteration: int | None = None):
+        """Yield a `TableWriter`; the file appears at its final path only on clean exit."""
+        final = self.table_path(table, iteration)
+        directory = posixpath.dirname(final)
+        self.fs.makedirs(directory, exist_ok=True)
+        tmp = posixpath.join(directory, f".{PART_NAME}.tmp-{uuid.uuid4().hex}")
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                with pq.ParquetWriter(fh, schema, compression="zstd") as pw:
+                    tw = TableWriter(pw, schema, table)
+                    yield tw
+            self._replace(tmp, final)
+        except BaseException:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+            raise
+
+    def _replace(self, tmp: str, final: str) -> None:
+        if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
+            import os
+
+            os.replace(tmp, final)  # atomic on POSIX
+        else:
+            if self.fs.exists(final):
+                self.fs.rm(final)
+            self.fs.mv(tmp, final)
+
+    def write_table(
+        self, table: str, data: pa.Table | Sequence[Mapping[str, Any]], schema: pa.Schema, iteration: int | None = None
+    ) -> int:
+        """Write a whole (small) table at once; returns the row count."""
+        with self.writer(table, schema, iteration) as w:
+            w.write(data)
+        return w.rows
+
+    # -- reading -----------------------------------------------------------------------
+    def _require(self, table: str, iteration: int | None) -> str:
+        path = self.table_path(table, iteration)
+        if not self.fs.exists(path):
+            where = f"iteration {iteration} of " if iteration is not None else ""
+            raise TableNotFoundError(
+                f"{where}table '{table}' not found at {self.url(path)}; materialize it first"
+            )
+        return path
+
+    def read_table(self, table: str, iteration: int | None = None, columns: list[str] | None = None) -> pa.Table:
+        path = self._require(table, iteration)
+        with self.fs.open(path, "rb") as fh:
+            return pq.read_table(fh, columns=columns)
+
+    def iter_batches(
+        self, table: str, iteration: int | None = None, batch_size: int = 4096, columns: list[str] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream a table in record batches (bounded memory)."""
+        path = self._require(table, iteration)
+        with self.fs.open(path, "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+
+    def num_rows(self, table: str, iteration: int | None = None) -> int:
+        path = self._require(table, iteration)
+        with self.fs.open(path, "rb") as fh:
+            return pq.ParquetFile(fh).metadata.num_rows
+
+    def iterations(self, table: str) -> list[int]:
+        """Iterations for which `table` has been written, ascending."""
+        base = self._join(table)
+        if not self.fs.exists(base):
+            return []
+        out = []
+        for entry in self.fs.ls(base, detail=False):
+            name = posixpath.basename(entry.rstrip("/"))
+            if name.startswith("iteration=") and self.fs.exists(posixpath.join(entry, PART_NAME)):
+                out.append(int(name.split("=", 1)[1]))
+        return sorted(out)
+
+
+class TableWriter:
+    """Appends rows (dicts or Arrow tables/batches) to an open Parquet file, checking the schema."""
+
+    def __init__(self, pw: pq.ParquetWriter, schema: pa.Schema, table: str):
+        self._pw = pw
+        self.schema = schema
+        self.table = table
+        self.rows = 0
+
+    def write(self, data: pa.Table | pa.RecordBatch | Iterable[Mapping[str, Any]]) -> None:
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        if not isinstance(data, pa.Table):
+            rows = list(data)
+            if not rows:
+                return
+            missing = [f.name for f in self.schema if f.name not in rows[0]]
+            if missing:
+                raise ValueError(f"rows for table '{self.table}' lack columns {missing}")
+            data = pa.Table.from_pylist(rows, schema=self.schema)
+        else:
+            missing = [n for n in self.schema.names if n not in data.column_names]
+            if missing:
+                raise ValueError(f"data for table '{self.table}' lacks columns {missing}")
+            data = data.select(self.schema.names).cast(self.schema)
+        if data.num_rows:
+            self._pw.write_table(data)
+            self.rows += data.num_rows
+
+
+def open_store(root: str, storage_options: Mapping[str, Any] | None = None) -> ParquetStore:
+    return ParquetStore(root, storage_options)
+
+
+def fsspec_open(url: str, mode: str = "rb", **kwargs):
+    """Open any local path or fsspec URL (used by dataset loaders)."""
+    return fsspec.open(url, mode, **kwargs)

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# System packages restem's code sandbox uses. Idempotent, non-interactive, run as root.
+#   bubblewrap: OS-level isolation (mount/pid/net/ipc/uts namespaces) for untrusted programs.
+#   util-linux: setpriv/unshare/prlimit (uid drop and net namespace when bwrap is unusable).
+#   procps:     kill(1), used to sweep a sandbox uid's leftover processes.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup_system.sh: run as root (it installs system packages)" >&2
+    exit 1
+fi
+
+need=()
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v kill >/dev/null 2>&1 || need+=(procps)
+
+if [ "${#need[@]}" -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# Report whether bwrap can actually build a sandbox here (containers may deny namespaces).
+if bwrap --unshare-all --die-with-parent --ro-bind / / --proc /proc --dev /dev true 2>/dev/null; then
+    echo "setup_system.sh: bubblewrap works (namespaces available)"
+else
+    echo "setup_system.sh: WARNING bubblewrap is installed but cannot create namespaces here;" \
+         "restem's sandbox will fall back to rlimits only" >&2
+fi

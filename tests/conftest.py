@@ -1,0 +1,25 @@
+"""Shared fixtures. Slow tests (real model, webserver) are marked `slow` and run in CI."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def model_path() -> str:
+    """The real embedded model (converted once into the cache by `make model`)."""
+    from restem_assets.model_cache import ensure_default_model
+
+    return str(ensure_default_model())
+
+
+@pytest.fixture
+def store(tmp_path):
+    from restem_assets.storage import ParquetStore
+
+    return ParquetStore(str(tmp_path / "data"))

@@ -1,0 +1,240 @@
+"""The math reward: strict extraction, normalization, equivalence and maj@k keys."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from restem_assets import math_reward
+from restem_assets.math_reward import (
+    MathVerdict,
+    answers_equivalent,
+    canonical_answer,
+    extract_final_answer,
+    normalize_answer,
+    score_math,
+)
+
+
+@pytest.fixture
+def no_math_verify(monkeypatch):
+    """Fail loudly if the code reaches math-verify or sympy (fast paths and guards must not)."""
+
+    def boom(*_args, **_kwargs):
+        raise AssertionError("math-verify was called")
+
+    monkeypatch.setattr(math_reward, "_math_verify", boom)
+    monkeypatch.setattr(math_reward, "_sympy_parse", boom)
+    math_reward._parse_math.cache_clear()
+    math_reward.canonical_answer.cache_clear()
+    yield
+    math_reward._parse_math.cache_clear()
+    math_reward.canonical_answer.cache_clear()
+
+
+# ------------------------------------------------------------------ extraction
+
+
+def test_restated_question_without_answer_is_no_answer():
+    completion = "Question: What is 15 + 85 =\nLet me restate: what is 15 + 85 = ?"
+    assert extract_final_answer(completion) is None
+    assert score_math(completion, "100") == MathVerdict(None, 0.0, "no_answer")
+
+
+def test_missing_answer_is_no_answer():
+    assert score_math("I think the result is 100 but I am not sure.", "100").reason == "no_answer"
+    assert score_math("", "100").reason == "no_answer"
+
+
+def test_empty_answer_line_is_no_answer():
+    assert extract_final_answer("Answer:   ") is None
+    assert extract_final_answer("Answer: $$") is None
+    # The latest marker is the empty one, so the earlier boxed value does not count.
+    assert extract_final_answer("\\boxed{5}\nAnswer:") is None
+
+
+def test_last_answer_line_wins():
+    completion = "Answer: 3\nWait, I made an error.\nAnswer: 4"
+    assert extract_final_answer(completion) == "4"
+    assert score_math(completion, "4").reward == 1.0
+    assert score_math(completion, "3").reason == "wrong"
+
+
+def test_last_of_boxed_and_answer_line_wins():
+    assert extract_final_answer("So \\boxed{3}.\nAnswer: 4") == "4"
+    assert extract_final_answer("Answer: 4\nActually it is \\boxed{3}.") == "3"
+    assert extract_final_answer("\\boxed{1} then \\boxed{2}") == "2"
+
+
+def test_answer_line_markdown_and_case():
+    assert extract_final_answer("**Answer:** 42") == "42"
+    assert extract_final_answer("  answer: 42") == "42"
+    assert extract_final_answer("**Answer**: **42**") == "42"
+    # Mid-sentence "answer:" is not an answer line.
+    assert extract_final_answer("The final answer: 42") is None
+
+
+def test_boxed_with_nested_braces():
+    completion = "Therefore $\\boxed{\\frac{1}{2}}$."
+    assert extract_final_answer(completion) == "\\frac{1}{2}"
+    assert score_math(completion, "0.5") == MathVerdict("\\frac{1}{2}", 1.0, "correct")
+
+
+def test_boxed_inside_answer_line_is_unwrapped():
+    assert extract_final_answer("Answer: $\\boxed{7}$") == "7"
+
+
+# -------------------------------------------------------- copied expressions
+
+
+def test_expression_copied_from_question_is_not_correct():
+    verdict = score_math("Answer: 15 + 85 =", "100")
+    assert verdict.reward == 0.0
+    assert verdict.reason == "unparsable"
+    assert verdict.extracted_answer == "15 + 85 ="
+
+
+def test_plain_answer_after_working_is_correct():
+    completion = "We compute 15 + 85 = 100.\nAnswer: 100"
+    assert score_math(completion, "100") == MathVerdict("100", 1.0, "correct")
+
+
+def test_numbers_in_the_reasoning_are_ignored():
+    # Math-verify on the raw text would find "100"; the strict answer is 99.
+    assert score_math("15 + 85 = 100\nAnswer: 99", "100").reason == "wrong"
+
+
+# -------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("pred", ["0.5", "1/2", "\\frac{1}{2}", "\\dfrac{1}{2}", ".5", "\\frac12", "0.50"])
+def test_equivalent_forms_of_one_half(pred, no_math_verify):
+    assert answers_equivalent(pred, "\\frac{1}{2}") is True
+    assert answers_equivalent(pred, "0.5") is True
+    assert answers_equivalent(pred, "1/3") is False
+
+
+@pytest.mark.parametrize("pred", ["-3", "\u22123", "$-3$", "-3.0", "-\\frac{6}{2}"])
+def test_negatives(pred, no_math_verify):
+    assert answers_equivalent(pred, "-3") is True
+    assert answers_equivalent(pred, "3") is False
+
+
+def test_thousands_separators(no_math_verify):
+    assert answers_equivalent("1,234", "1234") is True
+    assert answers_equivalent("1234", "1,234") is True
+    assert answers_equivalent("1,234,567.5", "1234567.5") is True
+    assert answers_equivalent("1{,}234", "1234") is True
+
+
+def test_comma_that_is_not_a_thousands_separator_stays():
+    assert normalize_answer("1,2") == "1,2"
+    assert normalize_answer("12,34") == "12,34"
+    assert answers_equivalent("1,2", "12") is False
+
+
+@pytest.mark.parametrize("pred", ["42.", "42 apples", "$42", "\\$42", "42 cm", "42\\text{ cm}", "42 \\text{cm}^2", "$42$."])
+def test_trailing_units_and_periods(pred, no_math_verify):
+    assert answers_equivalent(pred, "42") is True
+    assert answers_equivalent(pred, "43") is False
+
+
+def test_percent_and_degrees_are_dropped(no_math_verify):
+    assert answers_equivalent("50\\%", "50") is True
+    assert answers_equivalent("50%", "50") is True
+    assert answers_equivalent("30^\\circ", "30") is True
+    assert answers_equivalent("30°", "30^{\\circ}") is True
+    assert answers_equivalent("0.5", "50\\%") is False
+
+
+def test_single_variable_assignment(no_math_verify):
+    assert answers_equivalent("x = 5", "5") is True
+
+
+def test_latex_sqrt_forms_via_math_verify():
+    assert answers_equivalent("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}") is True
+    assert answers_equivalent("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt{2}}{2}") is False
+
+
+def test_polynomial_via_math_verify():
+    assert answers_equivalent("x^2+1", "1 + x^{2}") is True
+    assert answers_equivalent("x^2+2", "x^2+1") is False
+    assert score_math("Answer: $x^2 + 1$", "x^{2}+1").reward == 1.0
+
+
+def test_python_style_expression_via_sympy_fallback():
+    assert answers_equivalent("x**2+1", "x^2+1") is True
+    assert answers_equivalent("sqrt(2)/2", "\\frac{\\sqrt{2}}{2}") is True
+
+
+def test_unsafe_python_is_not_evaluated():
+    assert math_reward._sympy_parse("__import__('os').system('true')") is None
+    assert math_reward._sympy_parse("x.func") is None
+
+
+def test_text_answers_compare_as_text_not_as_letter_products():
+    assert answers_equivalent("Evelyn", "\\text{Evelyn}") is True
+    assert answers_equivalent("evelyn", "Evelyn") is True
+    assert answers_equivalent("Nevely", "Evelyn") is False
+
+
+def test_unparsable_versus_wrong():
+    assert score_math("Answer: 42 (since 15+27=42)", "42").reason == "unparsable"
+    assert score_math("Answer: 41", "42") == MathVerdict("41", 0.0, "wrong")
+    assert score_math("Answer: \\frac{1}{", "42").reason == "unparsable"
+
+
+def test_power_tower_is_refused_without_evaluation(no_math_verify):
+    # Would take sympy seconds (or hang forever off the main thread).
+    assert score_math("Answer: 9^{9^{9}}", "5").reason == "unparsable"
+    assert score_math("Answer: 10**10**10", "5").reason == "unparsable"
+
+
+def test_fast_numeric_path_never_touches_math_verify(no_math_verify):
+    for i in range(200):
+        assert score_math(f"Work...\nAnswer: {i}", str(i)).reward == 1.0
+
+
+def test_math_verify_path_works_off_the_main_thread():
+    math_reward._parse_math.cache_clear()
+    results: list = []
+    errors: list = []
+
+    def run():
+        try:
+            results.append(score_math("Answer: \\frac{\\sqrt{8}}{4}", "\\frac{\\sqrt{2}}{2}"))
+        except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    assert not errors, errors
+    assert results and results[0].reward == 1.0
+
+
+# ------------------------------------------------------------- maj@k keys
+
+
+def test_canonical_answer_groups_equivalent_numbers(no_math_verify):
+    keys = {canonical_answer(a) for a in ["0.5", "1/2", "\\frac{1}{2}", ".5", "$\\dfrac{1}{2}$."]}
+    assert keys == {"1/2"}
+    assert canonical_answer("1,234") == canonical_answer("1234") == "1234"
+    assert canonical_answer("-3") == canonical_answer("\u22123")
+    assert canonical_answer("42 apples") == "42"
+    assert canonical_answer("0.5") != canonical_answer("0.25")
+
+
+def test_canonical_answer_groups_symbolic_forms():
+    assert canonical_answer("\\sqrt{2}/2") == canonical_answer("\\frac{\\sqrt{2}}{2}")
+    assert canonical_answer("x^2+1") == canonical_answer("1+x^2")
+    assert canonical_answer("\\sqrt{4}") == canonical_answer("2")
+    assert canonical_answer("x^2+1") != canonical_answer("x^2+2")
+
+
+def test_canonical_answer_none_and_text():
+    assert canonical_answer(None) is None
+    assert canonical_answer("Evelyn") == canonical_answer("\\text{evelyn}")
+    assert canonical_answer("Evelyn") != canonical_answer("Nevely")
+    assert canonical_answer("15 + 85 =") != canonical_answer("100")

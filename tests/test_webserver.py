@@ -1,0 +1,106 @@
+"""The real webserver and daemon (`dagster dev`) on a temporary Dagster home: launch a new
+iteration through the GraphQL API and find its materializations recorded in the instance."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
+
+from dagster_project.instance import prepare_dagster_home
+from tests.e2e_helpers import FIXTURES
+
+pytestmark = pytest.mark.slow
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def server_up(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> str:
+    def finished():
+        status = client.get_run_status(run_id)
+        return status.value if status.value in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    return wait_until(finished, timeout, f"run {run_id}")
+
+
+@pytest.fixture
+def webserver(tmp_path, model_path):
+    home = prepare_dagster_home(tmp_path / "dagster_home")
+    port = free_port()
+    env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_DATA_ROOT=str(tmp_path / "data"),
+               RESTEM_BASE_MODEL=model_path, RESTEM_PROFILE="tiny", HF_HUB_OFFLINE="1")
+    log = open(tmp_path / "dagster_dev.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: proc.poll() is not None or server_up(port), 180, "the webserver")
+        assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+        yield port, home, tmp_path / "data"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_launch_iteration_through_graphql(webserver):
+    port, home, data = webserver
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_config = {"resources": {
+        "task": {"config": {"kind": "gsm8k", "train_path": str(FIXTURES / "echo_gsm8k_train.jsonl"),
+                            "test_path": str(FIXTURES / "echo_gsm8k_test.jsonl"), "train_size": None, "test_size": None}},
+        "rest": {"config": {"samples_per_problem": 4, "max_new_tokens": 24, "finetune_max_steps": 1, "batch_size": 4}},
+    }}
+
+    def submit(job, partition=None):
+        tags = {"dagster/partition": partition} if partition else None
+        for _ in range(30):  # the code location may still be loading right after start-up
+            try:
+                return client.submit_job_execution(job, run_config=run_config, tags=tags)
+            except DagsterGraphQLClientError:
+                time.sleep(2)
+        return client.submit_job_execution(job, run_config=run_config, tags=tags)
+
+    assert wait_for_run(client, submit("setup"), 300) == "SUCCESS"
+    run_id = submit("iteration", "1")
+    assert wait_for_run(client, run_id, 480) == "SUCCESS"
+
+    instance = dg.DagsterInstance.from_config(str(home))
+    for key in ("samples", "rewards", "sft_set", "finetune", "policy"):
+        assert "1" in instance.get_materialized_partitions(dg.AssetKey(key)), key
+    record = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("samples"), asset_partitions=["1"]), limit=1).records[0]
+    assert record.run_id == run_id
+    assert (data / "models" / "iteration=1" / "config.json").is_file()
