@@ -39,28 +39,6 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 VIEWS_PATH = SQL_DIR / "views.sql"
 DEFAULT_ROOT = "data"
 
-# Drafts for the evaluation tables, used until schemas.py defines them (then schemas.py wins).
-EVALUATIONS = getattr(
-    schemas,
-    "EVALUATIONS",
-    pa.schema(
-        [
-            ("problem_id", pa.string()),
-            ("mode", pa.string()),  # "greedy" | "sampled"
-            ("n", pa.int32()),  # samples drawn for this problem in this mode
-            ("n_correct", pa.int32()),
-            ("greedy_correct", pa.bool_()),
-            ("majority_answer", pa.string()),
-            ("majority_correct", pa.bool_()),
-        ]
-    ),
-)
-EVAL_SAMPLES = getattr(
-    schemas,
-    "EVAL_SAMPLES",
-    pa.schema(list(schemas.SAMPLES) + [f for f in schemas.REWARDS if f.name not in schemas.SAMPLES.names]),
-)
-
 
 @dataclass(frozen=True)
 class Table:
@@ -75,8 +53,8 @@ TABLES: tuple[Table, ...] = (
     Table("samples", schemas.SAMPLES),
     Table("rewards", schemas.REWARDS),
     Table("sft_set", schemas.SFT_SET),
-    Table("evaluations", EVALUATIONS),
-    Table("eval_samples", EVAL_SAMPLES),
+    Table("evaluations", schemas.EVALUATIONS),
+    Table("eval_samples", schemas.EVAL_SAMPLES),
     Table("finetune_log", schemas.FINETUNE_LOG),
 )
 

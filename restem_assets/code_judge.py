@@ -331,13 +331,13 @@ def _run_stdio_child(pre, code, req: dict) -> dict:
     for fd in (in_r, out_w, err_w):
         os.close(fd)
     started = time.monotonic()
-    status: list[int] = []
+    status: list[tuple[int, float]] = []  # (wait status, CPU seconds used)
 
     def exited() -> bool:
         if not status:
-            got, st = os.waitpid(pid, os.WNOHANG)
+            got, st, usage = os.wait4(pid, os.WNOHANG)
             if got:
-                status.append(st)
+                status.append((st, usage.ru_utime + usage.ru_stime))
         return bool(status)
 
     bufs, timed_out, overflow = _collect(
@@ -349,11 +349,13 @@ def _run_stdio_child(pre, code, req: dict) -> dict:
     except (ProcessLookupError, PermissionError):
         pass
     if not status:
-        status.append(os.waitpid(pid, 0)[1])
+        _, st, usage = os.wait4(pid, 0)
+        status.append((st, usage.ru_utime + usage.ru_stime))
     for fd in (out_r, err_r):
         os.close(fd)
-    st = status[0]
+    st, cpu_used = status[0]
     return {
+        "cpu_s": round(cpu_used, 3),
         "timed_out": timed_out,
         "output_limited": overflow,
         "exit": os.WEXITSTATUS(st) if os.WIFEXITED(st) else None,
@@ -456,15 +458,18 @@ class Runner:
             self.sel.register(fd, selectors.EVENT_READ)
         os.set_blocking(self.ctrl_w, False)
         self.returncode: int | None = None
+        self.cpu_used = 0.0
+        self.cpu_limit = float("inf")  # set once the job is known
         self.overflow = False
 
     # Called before the judge reads its job: from here on the runner is a separate process.
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, st = os.waitpid(self.pid, os.WNOHANG)
+            pid, st, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
                 self.returncode = os.WEXITSTATUS(st) if os.WIFEXITED(st) else -os.WTERMSIG(st)
+                self.cpu_used = usage.ru_utime + usage.ru_stime
         return self.returncode
 
     def _pump_once(self, deadline: float) -> None:
@@ -527,7 +532,7 @@ class Runner:
         err = self.stderr_tail()
         if "MemoryError" in err:
             return "memory", err
-        if rc in (-signal.SIGXCPU, -signal.SIGKILL):
+        if rc is not None and rc < 0 and _cpu_limit_hit(-rc, self.cpu_used, self.cpu_limit):
             return "timeout", f"killed by signal {-rc} (CPU limit)"
         if rc == -signal.SIGXFSZ:
             return "sandbox_violation", "file size limit exceeded"
@@ -638,14 +643,19 @@ def _short(value, n: int = 200) -> str:
 
 
 # -- test modes ------------------------------------------------------------------------------------
-def _stdio_status(rep: dict, expected: str) -> tuple[str, str]:
+def _cpu_limit_hit(sig: int, cpu_used: float, limit: float) -> bool:
+    """SIGXCPU is the soft CPU limit; SIGKILL counts only if the CPU was used up (else someone killed it)."""
+    return sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu_used >= limit - 0.05)
+
+
+def _stdio_status(rep: dict, expected: str, timeout_s: float) -> tuple[str, str]:
     if rep.get("output_limited"):
         return "sandbox_violation", "output limit exceeded"
     if rep.get("timed_out"):
         return "timeout", "no exit within the time limit"
     sig = rep.get("signal")
     if sig is not None:
-        if sig in (signal.SIGXCPU, signal.SIGKILL):
+        if _cpu_limit_hit(sig, float(rep.get("cpu_s") or 0.0), math.ceil(timeout_s)):
             return "timeout", f"killed by signal {sig} (CPU limit)"
         if sig == signal.SIGXFSZ:
             return "sandbox_violation", "file size limit exceeded"
@@ -653,7 +663,7 @@ def _stdio_status(rep: dict, expected: str) -> tuple[str, str]:
     code = rep.get("exit")
     stderr = str(rep.get("stderr", ""))[-300:]
     if code == EXIT_MEMORY or (code != 0 and "MemoryError" in stderr):
-        return "memory", stderr
+        return "memory", stderr or "MemoryError"
     if code != 0:
         return "runtime_error", f"exit status {code}: {stderr}"
     got = rep.get("stdout")
@@ -677,7 +687,7 @@ def judge_stdio(job: dict, runner: Runner) -> list[dict]:
         deadline = t1 + job["timeout_s"] + job["startup_s"]
         try:
             runner.send(request, deadline)
-            status, detail = _stdio_status(runner.receive(deadline), _as_text(out))
+            status, detail = _stdio_status(runner.receive(deadline), _as_text(out), job["timeout_s"])
         except RunnerGone as exc:
             status, detail = exc.kind, exc.detail
         except RunnerTimeout:
@@ -776,6 +786,7 @@ def judge_main() -> None:
     try:
         job = json.loads(sys.stdin.buffer.read())
         runner.caps[runner.out_r] = int(job["output_bytes"])
+        runner.cpu_limit = math.ceil(job["cpu_s"])
         sys.set_int_max_str_digits(0)
         kind = job["kind"]
         if kind == "stdio":

@@ -1,7 +1,10 @@
-"""Chat prompts for each domain: the problem plus a strict final-answer format.
+"""Chat prompts: a strict final-answer format plus a worked example, as the paper's few-shot prompts.
 
 The same messages are used for sampling, SFT and evaluation, so a fine-tuned
-policy sees exactly the prompt it was trained on.
+policy sees exactly the prompt it was trained on (the paper's M-step input is
+"the few-shot prompt plus the question"). Exemplars are chosen outside each
+task's own distribution (a 4-term sum for 2-3-term chain sums) so no exemplar
+can coincide with a test problem.
 """
 
 from __future__ import annotations
@@ -20,8 +23,35 @@ CODE_SYSTEM = (
     "Put the whole program in one ```python code block."
 )
 
+# (user, assistant) exemplars per task. With SmolLM2-135M on chain sums, one exemplar
+# raised answers in the requested format from under 1% to about half of the samples.
+EXEMPLARS: dict[str, list[tuple[str, str]]] = {
+    "chain_sum": [
+        ("State the final answer to the following arithmetic problem: 12 + 7 - 5 + 3 =",
+         "12 + 7 - 5 + 3 = 17\nAnswer: 17"),
+    ],
+    "gsm8k": [
+        ("A baker makes 4 trays of 12 muffins and sells 30 of them. How many muffins are left?",
+         "The baker makes 4 * 12 = 48 muffins.\nAfter selling 30, 48 - 30 = 18 are left.\nAnswer: 18"),
+    ],
+    "math": [
+        ("What is the value of $\\frac{3}{4} + \\frac{1}{8}$?",
+         "Write both with denominator 8: $\\frac{6}{8} + \\frac{1}{8} = \\frac{7}{8}$.\nAnswer: \\frac{7}{8}"),
+    ],
+}
+
+
+def exemplars_for(problem: Mapping[str, Any]) -> list[tuple[str, str]]:
+    if problem.get("domain") == "code":
+        return []
+    return EXEMPLARS.get(problem.get("task") or "", [])
+
 
 def build_messages(problem: Mapping[str, Any]) -> Messages:
     """Chat messages for one problem row (PROBLEMS schema)."""
     system = CODE_SYSTEM if problem.get("domain") == "code" else MATH_SYSTEM
-    return [{"role": "system", "content": system}, {"role": "user", "content": problem["question"]}]
+    messages: Messages = [{"role": "system", "content": system}]
+    for user, assistant in exemplars_for(problem):
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+    messages.append({"role": "user", "content": problem["question"]})
+    return messages

@@ -6,8 +6,9 @@ fork-bomb, fill the disk, read secrets or kill their judge. Each program therefo
 runs in a fresh process tree with
 
 * OS-level isolation via bubblewrap where the machine allows it (detected once per
-  host process and cached): new mount, pid, net, ipc and uts namespaces; only `/usr`,
-  the interpreter's prefix and the program itself are visible (read-only); `/work`
+  host process and cached): new mount, pid, net, ipc and uts namespaces; only `/usr`
+  (with the /bin, /lib symlinks), the dynamic loader's cache, the interpreter's prefix
+  and the program itself are visible (read-only); `/work`
   (the working directory) and `/tmp` are size-capped tmpfs mounts that vanish with
   the sandbox; no network but loopback of its own; all capabilities dropped.
 * an unprivileged uid: as root, every sandbox gets its own uid (RLIMIT_NPROC is not
@@ -23,7 +24,14 @@ runs in a fresh process tree with
 
 Where bubblewrap cannot build a sandbox, programs run with rlimits alone (plus a uid
 drop and a network namespace where root allows them), `logging.warning` says so
-loudly once, and every `SandboxResult` carries `isolation.degraded = True`.
+loudly once, and every `SandboxResult` carries `isolation.degraded = True`. What the
+fallback cannot do: hide the host's files (world-readable/-writable paths such as
+/tmp stay reachable) or its process list; without root the program even shares the
+host's uid. `RESTEM_SANDBOX_MODE=rlimits|bwrap` overrides the "auto" choice.
+
+Programs run on the host's own interpreter (its prefix is bound read-only) with
+`-I -S`: standard library only, no site-packages. The job's source is compiled once
+on the host and shipped as bytecode next to it, so sandboxes skip compiling it.
 
 A job may ask for a private result channel: a pipe the host reads, open as fd 3 in
 the sandboxed process only (never inherited by its children). restem's code judge
@@ -32,9 +40,13 @@ reports verdicts through it, so nothing the program prints can pose as a verdict
 
 from __future__ import annotations
 
+import collections
 import errno
+import functools
+import importlib.util
 import json
 import logging
+import marshal
 import os
 import selectors
 import shutil
@@ -57,9 +69,11 @@ SANDBOX_WORKDIR = "/work"
 # Runs first in the sandboxed interpreter: applies the limits, scrubs the environment
 # (Python itself adds LC_CTYPE under the C locale; bwrap adds PWD), moves the result
 # channel to fd 3, restores exit()/quit() that `-S` drops, then runs the job's source
-# as __main__. argv: main_path, limits ("RLIMIT_X=soft:hard,..."), channel fd (-1 for none), job argv...
+# as __main__ (from the host's bytecode next to it when the interpreter's magic number
+# matches, which saves compiling it in every sandbox).
+# argv: main_path, limits ("RLIMIT_X=soft:hard,..."), channel fd (-1 for none), job argv...
 _PRELUDE = r"""
-import os, sys, resource, builtins, _sitebuiltins
+import os, sys, resource, builtins, marshal, _sitebuiltins, _frozen_importlib_external
 _main, _lim, _ch = sys.argv[1], sys.argv[2], int(sys.argv[3])
 for _item in _lim.split(","):
     _name, _, _pair = _item.partition("=")
@@ -75,8 +89,13 @@ os.environ.clear()
 builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
 builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 sys.argv = [_main] + sys.argv[4:]
-with open(_main, "rb") as _f:
-    _code = compile(_f.read(), _main, "exec")
+with open(_main + "c", "rb") as _f:
+    _code = _f.read()
+if _code[:4] == _frozen_importlib_external.MAGIC_NUMBER:
+    _code = marshal.loads(_code[4:])
+else:
+    with open(_main, "rb") as _f:
+        _code = compile(_f.read(), _main, "exec")
 del _f, _lim, _ch, _item, _name, _pair, _soft, _hard
 exec(_code, {"__name__": "__main__", "__file__": _main, "__builtins__": builtins})
 """
@@ -128,7 +147,8 @@ class Isolation:
     fs_isolated: bool  # only /usr, the interpreter and the job are visible
     pid_isolated: bool  # own pid namespace
     net_isolated: bool  # own network namespace (no route out)
-    uid_dropped: bool  # runs as a non-root uid (so RLIMIT_NPROC is enforced)
+    uid_dropped: bool  # runs under its own uid, not the host's (needs root)
+    nproc_enforced: bool  # runs as a non-root uid, so the kernel enforces RLIMIT_NPROC
     python: str  # interpreter used inside the sandbox
     reason: str = ""  # why bwrap was not used, when it was not
 
@@ -171,23 +191,36 @@ class _UidPool:
 
     uid = base + pid * 256 + slot: distinct across live host processes (pids are
     unique) and across threads of one process (slots), so a sweep of one sandbox's
-    uid can never hit another sandbox.
+    uid can never hit another sandbox. Slots are reused least-recently first, and a
+    uid that still owns processes (e.g. killed children not yet reaped by init, which
+    would count against RLIMIT_NPROC) is held back until they are gone.
     """
 
     def __init__(self):
-        self._free = list(range(_SLOTS))
+        self._free = collections.deque(range(_SLOTS))
+        self._dirty: list[int] = []
         self._cond = threading.Condition()
+
+    @staticmethod
+    def _base() -> int:
+        return _UID_BASE + (os.getpid() % (1 << 22)) * _SLOTS
 
     def acquire(self) -> int:
         with self._cond:
-            while not self._free:
-                self._cond.wait()
-            slot = self._free.pop()
-        return _UID_BASE + (os.getpid() % (1 << 22)) * _SLOTS + slot
+            while True:
+                if self._dirty and not self._free:
+                    busy = _uids_with_processes()
+                    clean = [s for s in self._dirty if self._base() + s not in busy]
+                    self._dirty = [s for s in self._dirty if s not in clean]
+                    self._free.extend(clean)
+                if self._free:
+                    return self._base() + self._free.popleft()
+                self._cond.wait(timeout=0.05)
 
-    def release(self, uid: int) -> None:
+    def release(self, uid: int, clean: bool = True) -> None:
         with self._cond:
-            self._free.append((uid - _UID_BASE) % _SLOTS)
+            slot = uid - self._base()
+            (self._free if clean else self._dirty).append(slot)
             self._cond.notify()
 
 
@@ -209,6 +242,17 @@ def _python_argv(python: str, main_path: str, limits: Limits, channel_fd: int, a
     # -I: ignore PYTHON* env and user site; -S: no site (fast start, stdlib only); -B: no .pyc writes.
     rlimits = ",".join(f"{name}={soft}:{hard}" for name, (soft, hard) in limits.rlimits().items())
     return [python, "-I", "-S", "-B", "-c", _PRELUDE, main_path, rlimits, str(channel_fd), *argv]
+
+
+@functools.lru_cache(maxsize=16)
+def _bytecode(source: str, filename: str) -> bytes:
+    """Magic number + marshalled code of `source`; a source that does not compile gets an
+    empty blob, so the sandbox compiles it itself and reports the SyntaxError."""
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return b""
+    return importlib.util.MAGIC_NUMBER + marshal.dumps(code)
 
 
 def _ancestors(path: str) -> list[str]:
@@ -253,8 +297,7 @@ def _bwrap_argv(python: str, prefix: str, main_host_path: str, limits: Limits, u
         "--proc", "/proc", "--dev", "/dev",
         "--size", str(limits.tmpfs_bytes), "--perms", "1777", "--tmpfs", "/tmp",
         "--size", str(limits.tmpfs_bytes), "--perms", "0777", "--tmpfs", SANDBOX_WORKDIR,
-        "--perms", "0755", "--dir", "/sandbox",
-        "--ro-bind", main_host_path, SANDBOX_MAIN,
+        "--ro-bind", os.path.dirname(main_host_path), os.path.dirname(SANDBOX_MAIN),
         "--chdir", SANDBOX_WORKDIR,
     ]  # fmt: skip
     if uid is not None:
@@ -295,7 +338,7 @@ def _detect_bwrap(python: str, prefix: str) -> Isolation | str:
     root = _is_root()
     if root and shutil.which("setpriv") is None:
         return "setpriv (util-linux) is missing, so bwrap cannot drop to an unprivileged uid"
-    iso = Isolation("bwrap", True, True, True, True, python)
+    iso = Isolation("bwrap", True, True, True, root, True, python)
     try:
         info = _probe(iso, Limits(wall_s=20))
     except Exception as exc:  # noqa: BLE001 - any failure means "not usable here"
@@ -325,7 +368,7 @@ def _detect_fallback(python: str, reason: str) -> Isolation:
     if root:
         candidates = [python] + [p for p in (f"/usr/bin/python3.{sys.version_info.minor}", "/usr/bin/python3") if os.path.exists(p)]
         for cand in candidates:
-            iso = Isolation("rlimits", False, False, False, True, cand, reason)
+            iso = Isolation("rlimits", False, False, False, True, True, cand, reason)
             try:
                 info = _probe(iso, Limits(wall_s=20))
             except Exception:  # noqa: BLE001
@@ -336,12 +379,12 @@ def _detect_fallback(python: str, reason: str) -> Isolation:
                 uid_ok, chosen = True, cand
                 break
         if uid_ok and shutil.which("unshare"):
-            iso = Isolation("rlimits", False, False, True, True, chosen, reason)
+            iso = Isolation("rlimits", False, False, True, True, True, chosen, reason)
             try:
                 net = _probe(iso, Limits(wall_s=20))["ifaces"] == ["lo"]
             except Exception:  # noqa: BLE001
                 net = False
-    return Isolation("rlimits", False, False, net, uid_ok or not root, chosen, reason)
+    return Isolation("rlimits", False, False, net, uid_ok, uid_ok or not root, chosen, reason)
 
 
 def detect_isolation(mode: str = "auto") -> Isolation:
@@ -368,8 +411,8 @@ def detect_isolation(mode: str = "auto") -> Isolation:
         _warned.add(iso.reason)
         log.warning(
             "restem sandbox DEGRADED: untrusted programs run with rlimits only "
-            "(no filesystem or pid isolation; network isolated: %s; uid dropped: %s). Reason: %s",
-            iso.net_isolated, iso.uid_dropped, iso.reason,
+            "(no filesystem or pid isolation; network isolated: %s; own uid: %s; NPROC enforced: %s). Reason: %s",
+            iso.net_isolated, iso.uid_dropped, iso.nproc_enforced, iso.reason,
         )
     return iso
 
@@ -391,7 +434,10 @@ def _run(job: SandboxJob, iso: Isolation) -> SandboxResult:
         main_path = os.path.join(tmp, "main.py")
         with open(main_path, "w", encoding="utf-8") as f:
             f.write(job.source)
-        os.chmod(main_path, 0o644)
+        with open(main_path + "c", "wb") as f:
+            f.write(_bytecode(job.source, SANDBOX_MAIN))
+        for path in (main_path, main_path + "c"):
+            os.chmod(path, 0o644)
         limits = job.limits
         if not root and iso.mode == "rlimits":
             # NPROC counts every process of our uid, the host's included.
@@ -431,9 +477,11 @@ def _run(job: SandboxJob, iso: Isolation) -> SandboxResult:
         if uid is not None:
             # Under bwrap a normal exit tears the pid namespace down with everything in it;
             # otherwise (or after a kill) look for, and kill, anything left under the uid.
+            leftovers = False
             if not (iso.pid_isolated and clean):
                 _sweep_uid(uid)
-            _uids.release(uid)
+                leftovers = bool(processes_of_uid(uid))  # zombies until init reaps them
+            _uids.release(uid, clean=not leftovers)
         shutil.rmtree(tmp, onerror=_force_remove)
 
 
@@ -565,26 +613,45 @@ def _sweep_uid(uid: int) -> None:
         log.error("could not sweep processes of sandbox uid %d: %s", uid, exc)
 
 
-def processes_of_uid(uid: int) -> list[int]:
-    """Pids whose real uid is `uid` (to check that nothing outlives a sandbox)."""
-    pids = []
+def _proc_table() -> list[tuple[int, int, str]]:
+    """(pid, real uid, state) of every process (from /proc/<pid>/status: a non-dumpable
+    process's /proc directory is owned by root, so its stat() would mislead)."""
+    table = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            pids.append(int(entry))
-                        break
-        except OSError:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            table.append((int(entry), int(fields["Uid"].split()[0]), fields["State"].strip()[:1]))
+        except (OSError, KeyError, ValueError):
             continue
-    return pids
+    return table
+
+
+def processes_of_uid(uid: int) -> list[int]:
+    """Pids (zombies included) whose real uid is `uid`."""
+    return [pid for pid, puid, _ in _proc_table() if puid == uid]
+
+
+def own_sandbox_uids() -> range:
+    """The uids this host process gives its sandboxes (when running as root)."""
+    base = _UidPool._base()
+    return range(base, base + _SLOTS)
+
+
+def leftover_processes() -> list[int]:
+    """Live (non-zombie) processes under this host process's sandbox uids; should be empty between runs."""
+    wanted = own_sandbox_uids()
+    return [pid for pid, uid, state in _proc_table() if uid in wanted and state != "Z"]
 
 
 def _uid_has_processes(uid: int) -> bool:
     return bool(processes_of_uid(uid))
+
+
+def _uids_with_processes() -> set[int]:
+    return {uid for _, uid, _ in _proc_table()}
 
 
 def _count_processes(uid: int) -> int:

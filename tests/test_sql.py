@@ -1,7 +1,11 @@
 """The DuckDB views and every query in sql/, from Python and from the DuckDB CLI.
 
-The fixture is a two-iteration history small enough that every expected number
-below was computed by hand from the tables written in `write_history`.
+The fixture is a small ReST^EM history laid out as the assets write it: policy 0
+(the base model), then iterations 1 and 2, each an E-step on policy[i-1] (samples,
+rewards, sft_set), a fine-tune (finetune_log) and an evaluation of policy[i] on the
+test split (eval_samples, evaluations; policy 0 is evaluated too, but has no E-step
+or fine-tune). Every expected number below was computed by hand from the tables
+written in `write_history`.
 """
 
 from __future__ import annotations
@@ -18,25 +22,27 @@ import fsspec
 import pytest
 
 from restem_assets import analytics, schemas
-from restem_assets.analytics import EVALUATIONS, TABLES
+from restem_assets.analytics import TABLES
 from restem_assets.storage import ParquetStore
 
 REPO = Path(__file__).resolve().parent.parent
 
 # -- fixture history ----------------------------------------------------------------------
-# (problem_id, split, task, domain); p4 is a train problem that was never sampled.
+# (problem_id, split, task, domain, gold answer); p4 is a train problem that was never sampled.
 PROBLEMS = [
-    ("p1", "train", "chain_sum", "math"),
-    ("p2", "train", "chain_sum", "math"),
-    ("p3", "train", "apps", "code"),
-    ("p4", "train", "chain_sum", "math"),
-    ("t1", "test", "chain_sum", "math"),
-    ("t2", "test", "chain_sum", "math"),
+    ("p1", "train", "chain_sum", "math", "1"),
+    ("p2", "train", "chain_sum", "math", "2"),
+    ("p3", "train", "apps", "code", ""),
+    ("p4", "train", "chain_sum", "math", "4"),
+    ("t1", "test", "chain_sum", "math", "4"),
+    ("t2", "test", "chain_sum", "math", "9"),
+    ("t3", "test", "chain_sum", "math", "12"),
 ]
-# iteration -> (problem_id, sample_idx, reason, n_tokens, finish_reason); reward = 1 iff
-# reason is 'correct' or 'passed'.
+GOLD = {pid: answer for pid, _, _, _, answer in PROBLEMS}
+# E-step of iteration i (sampled from policy[i-1]) -> (problem_id, sample_idx, reason, n_tokens,
+# finish_reason); reward = 1 iff reason is 'correct' or 'passed'.
 SAMPLES = {
-    0: [
+    1: [
         ("p1", 0, "correct", 10, "stop"),
         ("p1", 1, "wrong", 20, "stop"),
         ("p1", 2, "correct", 30, "stop"),
@@ -47,7 +53,7 @@ SAMPLES = {
         ("p3", 1, "runtime_error", 60, "stop"),
         ("p3", 2, "wrong_answer", 70, "stop"),
     ],
-    1: [
+    2: [
         ("p1", 0, "correct", 12, "stop"),
         ("p1", 1, "correct", 18, "stop"),
         ("p1", 2, "correct", 30, "stop"),
@@ -59,31 +65,66 @@ SAMPLES = {
         ("p3", 2, "passed", 45, "stop"),
     ],
 }
-# iteration -> kept (problem_id, sample_idx); iteration 1 dropped p3/2 as a duplicate of p3/0.
-SFT = {0: [("p1", 0), ("p1", 2)], 1: [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p3", 0)]}
-# iteration -> (problem_id, mode, n, n_correct, greedy_correct, majority_answer, majority_correct)
+# iteration -> kept (problem_id, sample_idx); iteration 2 dropped p3/2 as a duplicate of p3/0.
+SFT = {1: [("p1", 0), ("p1", 2)], 2: [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p3", 0)]}
+# iteration -> (step, epoch, loss, learning_rate) of the fine-tune that produced policy[i]; the
+# last step's loss is not the lowest, and iteration 2's log is written out of step order.
+FINETUNE_LOG = {
+    1: [(1, 0.5, 1.25, 1e-5), (2, 1.0, 0.875, 1e-5), (3, 1.5, 0.9375, 5e-6)],
+    2: [(3, 1.5, 0.375, 5e-6), (4, 2.0, 0.4375, 0.0), (1, 0.5, 0.75, 1e-5), (2, 1.0, 0.5, 1e-5)],
+}
+# Evaluation of policy[i] on the test split (k = 4 samples at T=1.0):
+# iteration -> problem_id -> (greedy extracted answer, [sampled extracted answers]); None = no answer.
+EVAL_K = 4
+EVAL_ANSWERS = {
+    0: {"t1": ("5", ["4", "5", "4", None]), "t2": ("8", ["8", "8", None, "7"]), "t3": ("11", ["12", "11", "11", "11"])},
+    1: {"t1": ("4", ["4", "4", "4", "4"]), "t2": ("8", ["9", "9", "8", None]), "t3": ("12", ["12", "12", "12", "11"])},
+    2: {"t1": ("4", ["4", "4", "5", "4"]), "t2": ("9", ["9", "9", "9", "9"]), "t3": (None, [None, "13", "13", None])},
+}
+# The evaluations rows those answers give, by hand: iteration -> (problem_id, greedy_answer,
+# greedy_correct, k, n_correct, pass_at_1 = c/k, pass_at_k = [c > 0], majority_answer, majority_correct).
 EVALS = {
     0: [
-        ("t1", "greedy", 1, 1, True, "4", True),
-        ("t2", "greedy", 1, 0, False, "7", False),
-        ("t1", "sampled", 4, 3, None, "4", True),
-        ("t2", "sampled", 4, 0, None, "8", False),
+        ("t1", "5", False, 4, 2, 0.5, 1.0, "4", True),
+        ("t2", "8", False, 4, 0, 0.0, 0.0, "8", False),
+        ("t3", "11", False, 4, 1, 0.25, 1.0, "11", False),
     ],
     1: [
-        ("t1", "greedy", 1, 1, True, "4", True),
-        ("t2", "greedy", 1, 1, True, "9", True),
-        ("t1", "sampled", 4, 4, None, "4", True),
-        ("t2", "sampled", 4, 1, None, "8", False),
+        ("t1", "4", True, 4, 4, 1.0, 1.0, "4", True),
+        ("t2", "8", False, 4, 2, 0.5, 1.0, "9", True),
+        ("t3", "12", True, 4, 3, 0.75, 1.0, "12", True),
+    ],
+    2: [
+        ("t1", "4", True, 4, 3, 0.75, 1.0, "4", True),
+        ("t2", "9", True, 4, 4, 1.0, 1.0, "9", True),
+        ("t3", None, False, 4, 0, 0.0, 0.0, "13", False),
     ],
 }
 
 
+def _policy_id(policy: int) -> str:
+    return "base" if policy == 0 else f"iteration={policy}"
+
+
 def _sample_row(pid, idx, n_tokens, finish, iteration):
+    """A training sample of iteration `iteration`, drawn from policy[iteration - 1]."""
     return {
         "problem_id": pid, "sample_idx": idx, "prompt": f"Q {pid}", "completion": f"A {pid}/{idx}",
-        "n_tokens": n_tokens, "finish_reason": finish, "policy_id": "base" if iteration == 0 else f"iteration={iteration - 1}",
+        "n_tokens": n_tokens, "finish_reason": finish, "policy_id": _policy_id(iteration - 1),
         "policy_path": "", "engine": "transformers", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-        "max_new_tokens": 100 if iteration == 0 else 200, "seed": 1234 + idx,
+        "max_new_tokens": 100 if iteration <= 1 else 200, "seed": 1234 + idx,
+    }
+
+
+def _eval_sample_row(mode, pid, idx, answer, policy):
+    reward = 1.0 if answer == GOLD[pid] else 0.0
+    return {
+        "mode": mode, "problem_id": pid, "sample_idx": idx, "prompt": f"Q {pid}", "completion": f"E {pid}/{idx}",
+        "n_tokens": 8, "finish_reason": "stop", "policy_id": _policy_id(policy), "policy_path": "",
+        "engine": "transformers", "temperature": 0.0 if mode == "greedy" else 1.0, "top_k": 0,
+        "top_p": 1.0 if mode == "greedy" else 0.95, "max_new_tokens": 64, "seed": 99 + idx,
+        "extracted_answer": answer, "reward": reward,
+        "reason": "no_answer" if answer is None else ("correct" if reward else "wrong"), "details": None,
     }
 
 
@@ -92,8 +133,8 @@ def write_history(store: ParquetStore) -> None:
         "problems",
         [
             {"problem_id": pid, "split": split, "task": task, "domain": domain, "verifier": domain,
-             "question": f"Q {pid}", "answer": "", "solution": "", "metadata": "{}"}
-            for pid, split, task, domain in PROBLEMS
+             "question": f"Q {pid}", "answer": answer, "solution": "", "metadata": "{}"}
+            for pid, split, task, domain, answer in PROBLEMS
         ],
         schemas.PROBLEMS,
     )
@@ -117,77 +158,91 @@ def write_history(store: ParquetStore) -> None:
             schemas.SFT_SET,
             iteration=it,
         )
-    for it, rows in EVALS.items():
-        store.write_table("evaluations", [dict(zip(EVALUATIONS.names, r)) for r in rows], EVALUATIONS, iteration=it)
+    for it, rows in FINETUNE_LOG.items():
+        store.write_table("finetune_log", [dict(zip(schemas.FINETUNE_LOG.names, r)) for r in rows],
+                          schemas.FINETUNE_LOG, iteration=it)
+    for it, answers in EVAL_ANSWERS.items():
+        rows = [_eval_sample_row("greedy", pid, 0, greedy, it) for pid, (greedy, _) in answers.items()]
+        rows += [_eval_sample_row("sampled", pid, idx, a, it)
+                 for pid, (_, sampled) in answers.items() for idx, a in enumerate(sampled)]
+        store.write_table("eval_samples", rows, schemas.EVAL_SAMPLES, iteration=it)
+        store.write_table("evaluations", [dict(zip(schemas.EVALUATIONS.names, r)) for r in EVALS[it]],
+                          schemas.EVALUATIONS, iteration=it)
 
 
 # -- expected results, by hand ------------------------------------------------------------
 EXPECTED = {
     "pass_rate_per_iteration": (
         ["iteration", "n_samples", "n_scored", "n_correct", "pass_rate"],
-        [(0, 9, 9, 2, 2 / 9), (1, 9, 9, 6, 6 / 9)],
+        [(1, 9, 9, 2, 2 / 9), (2, 9, 9, 6, 6 / 9)],
     ),
     "samples_per_problem": (
         ["iteration", "problem_id", "task", "n_samples", "n_correct", "pass_rate"],
         [
-            (0, "p1", "chain_sum", 3, 2, 2 / 3),
-            (0, "p2", "chain_sum", 3, 0, 0.0),
-            (0, "p3", "apps", 3, 0, 0.0),
-            (1, "p1", "chain_sum", 3, 3, 1.0),
-            (1, "p2", "chain_sum", 3, 1, 1 / 3),
-            (1, "p3", "apps", 3, 2, 2 / 3),
+            (1, "p1", "chain_sum", 3, 2, 2 / 3),
+            (1, "p2", "chain_sum", 3, 0, 0.0),
+            (1, "p3", "apps", 3, 0, 0.0),
+            (2, "p1", "chain_sum", 3, 3, 1.0),
+            (2, "p2", "chain_sum", 3, 1, 1 / 3),
+            (2, "p3", "apps", 3, 2, 2 / 3),
         ],
     ),
     "problem_coverage": (
         ["iteration", "n_train_problems", "n_problems_sampled", "n_problems_solved", "coverage", "coverage_of_sampled"],
-        [(0, 4, 3, 1, 1 / 4, 1 / 3), (1, 4, 3, 3, 3 / 4, 1.0)],
+        [(1, 4, 3, 1, 1 / 4, 1 / 3), (2, 4, 3, 3, 3 / 4, 1.0)],
     ),
     "answer_format_adherence": (
         ["iteration", "n_samples", "n_scored", "n_answered", "answered_share", "n_truncated", "truncated_share"],
-        [(0, 9, 9, 7, 7 / 9, 2, 2 / 9), (1, 9, 9, 8, 8 / 9, 1, 1 / 9)],
+        [(1, 9, 9, 7, 7 / 9, 2, 2 / 9), (2, 9, 9, 8, 8 / 9, 1, 1 / 9)],
     ),
     "completion_length": (
         ["iteration", "finish_reason", "n_samples", "mean_tokens", "p50_tokens", "p90_tokens", "max_tokens"],
         [
-            # stop 0: 10..70 step 10; p90 at rank 0.9*6 = 5.4 -> 60 + 0.4*10 = 64
-            (0, "length", 2, 100.0, 100.0, 100.0, 100),
-            (0, "stop", 7, 40.0, 40.0, 64.0, 70),
-            (0, "all", 9, 480 / 9, 50.0, 100.0, 100),
-            # stop 1: 12 18 25 30 35 40 45 80; p50 (30+35)/2; p90 at rank 6.3 -> 45 + 0.3*35
-            (1, "length", 1, 200.0, 200.0, 200.0, 200),
-            (1, "stop", 8, 285 / 8, 32.5, 55.5, 80),
-            # all 1: ... 45 80 200; p90 at rank 7.2 -> 80 + 0.2*120
-            (1, "all", 9, 485 / 9, 35.0, 104.0, 200),
+            # stop 1: 10..70 step 10; p90 at rank 0.9*6 = 5.4 -> 60 + 0.4*10 = 64
+            (1, "length", 2, 100.0, 100.0, 100.0, 100),
+            (1, "stop", 7, 40.0, 40.0, 64.0, 70),
+            (1, "all", 9, 480 / 9, 50.0, 100.0, 100),
+            # stop 2: 12 18 25 30 35 40 45 80; p50 (30+35)/2; p90 at rank 6.3 -> 45 + 0.3*35
+            (2, "length", 1, 200.0, 200.0, 200.0, 200),
+            (2, "stop", 8, 285 / 8, 32.5, 55.5, 80),
+            # all 2: ... 45 80 200; p90 at rank 7.2 -> 80 + 0.2*120
+            (2, "all", 9, 485 / 9, 35.0, 104.0, 200),
         ],
     ),
     "reward_reasons": (
         ["iteration", "reason", "n", "share"],
         [
-            (0, "correct", 2, 2 / 9),
-            (0, "no_answer", 2, 2 / 9),
-            (0, "wrong", 2, 2 / 9),
-            (0, "runtime_error", 1, 1 / 9),
-            (0, "syntax_error", 1, 1 / 9),
-            (0, "wrong_answer", 1, 1 / 9),
-            (1, "correct", 4, 4 / 9),
-            (1, "passed", 2, 2 / 9),
-            (1, "no_answer", 1, 1 / 9),
-            (1, "timeout", 1, 1 / 9),
-            (1, "wrong", 1, 1 / 9),
+            (1, "correct", 2, 2 / 9),
+            (1, "no_answer", 2, 2 / 9),
+            (1, "wrong", 2, 2 / 9),
+            (1, "runtime_error", 1, 1 / 9),
+            (1, "syntax_error", 1, 1 / 9),
+            (1, "wrong_answer", 1, 1 / 9),
+            (2, "correct", 4, 4 / 9),
+            (2, "passed", 2, 2 / 9),
+            (2, "no_answer", 1, 1 / 9),
+            (2, "timeout", 1, 1 / 9),
+            (2, "wrong", 1, 1 / 9),
         ],
     ),
     "sft_set_per_iteration": (
         ["iteration", "n_examples", "n_problems", "mean_examples_per_problem", "max_examples_per_problem", "n_tokens"],
-        [(0, 2, 1, 2.0, 2, 40), (1, 5, 3, 5 / 3, 3, 165)],
+        [(1, 2, 1, 2.0, 2, 40), (2, 5, 3, 5 / 3, 3, 165)],
     ),
-    "eval_accuracy": (
-        ["iteration", "mode", "n_problems", "n_samples", "n_correct", "sample_accuracy",
-         "greedy_accuracy", "majority_accuracy", "pass_at_n"],
+    "iteration_progress": (
+        ["iteration", "test_problems", "greedy_pass_at_1", "greedy_correct", "k", "pass_at_1", "pass_at_k",
+         "maj_at_k", "greedy_format_rate", "samples", "correct_samples", "problems_covered", "sft_examples",
+         "final_train_loss"],
         [
-            (0, "greedy", 2, 2, 1, 0.5, 0.5, 0.5, 0.5),
-            (0, "sampled", 2, 8, 3, 3 / 8, None, 0.5, 0.5),
-            (1, "greedy", 2, 2, 2, 1.0, 1.0, 1.0, 1.0),
-            (1, "sampled", 2, 8, 5, 5 / 8, None, 0.5, 1.0),
+            # policy 0, the base model: evaluated, but no E-step or fine-tune produced it -> NULLs.
+            # greedy 5 8 11 all wrong but all answered; pass@1 (2/4 + 0/4 + 1/4) / 3; pass@4 t1, t3; maj t1.
+            (0, 3, 0.0, 0, 4, 0.25, 2 / 3, 1 / 3, 1.0, None, None, None, None, None),
+            # greedy t1 t3 right, t2 answered; pass@1 (4/4 + 2/4 + 3/4) / 3; E-step: p1/0, p1/2 correct;
+            # final loss at step 3 (not the lowest, 0.875 at step 2).
+            (1, 3, 2 / 3, 2, 4, 0.75, 1.0, 1.0, 1.0, 9, 2, 1, 2, 0.9375),
+            # greedy t1 t2 right, t3 no answer; pass@1 (3/4 + 4/4 + 0/4) / 3; maj t1 t2;
+            # E-step: p1 x3, p2/0, p3/0, p3/2 correct; final loss at step 4 (written second).
+            (2, 3, 2 / 3, 2, 4, 7 / 12, 2 / 3, 2 / 3, 2 / 3, 9, 6, 3, 5, 0.4375),
         ],
     ),
 }
@@ -236,8 +291,8 @@ def test_query_python(root, name):
 
 def test_query_parameter(root):
     con = analytics.connect(root)
-    df = analytics.query_df(con, "samples_per_problem", iteration=1)
-    assert df["iteration"].to_list() == [1, 1, 1]
+    df = analytics.query_df(con, "samples_per_problem", iteration=2)
+    assert df["iteration"].to_list() == [2, 2, 2]
     assert df["n_correct"].to_list() == [3, 1, 2]
     # the parameter does not leak into the next query on the same connection
     assert analytics.query_df(con, "samples_per_problem").height == 6
@@ -245,19 +300,40 @@ def test_query_parameter(root):
 
 def test_views_expose_iteration_and_join(root):
     con = analytics.connect(root)
-    assert con.execute("SELECT count(*), sum(iteration) FROM samples").fetchone() == (18, 9)
-    assert con.execute("SELECT count(*) FROM problems").fetchone() == (6,)
+    assert con.execute("SELECT count(*), sum(iteration) FROM samples").fetchone() == (18, 27)
+    assert con.execute("SELECT count(*) FROM problems").fetchone() == (7,)
     assert con.execute("SELECT count(*) FROM scored_samples WHERE reward IS NULL").fetchone() == (0,)
-    assert con.execute("SELECT count(*) FROM eval_samples").fetchone() == (0,)  # not written: empty view
+    # 3 policies x 3 test problems x (1 greedy + 4 sampled)
+    assert con.execute("SELECT count(*), sum(iteration) FROM eval_samples").fetchone() == (45, 45)
+    assert con.execute("SELECT list(DISTINCT iteration ORDER BY iteration) FROM finetune_log").fetchone() == ([1, 2],)
+
+
+def test_fixture_evaluations_match_eval_samples(root):
+    """The hand-written evaluations rows agree with the eval_samples they summarize."""
+    con = analytics.connect(root)
+    mismatches = con.execute("""
+        WITH g AS (SELECT iteration, problem_id, extracted_answer, reward = 1 AS ok
+                   FROM eval_samples WHERE mode = 'greedy'),
+             s AS (SELECT iteration, problem_id, count(*)::INTEGER AS k,
+                          (count(*) FILTER (WHERE reward = 1))::INTEGER AS c
+                   FROM eval_samples WHERE mode = 'sampled' GROUP BY ALL)
+        SELECT e.iteration, e.problem_id FROM evaluations AS e
+        JOIN g USING (iteration, problem_id) JOIN s USING (iteration, problem_id)
+        WHERE e.greedy_answer IS DISTINCT FROM g.extracted_answer OR e.greedy_correct <> g.ok
+           OR e.k <> s.k OR e.n_correct <> s.c OR e.pass_at_1 <> s.c / s.k
+           OR e.pass_at_k <> (s.c > 0)::DOUBLE
+    """).fetchall()
+    assert mismatches == []
+    assert con.execute("SELECT count(*) FROM evaluations").fetchone() == (9,)
 
 
 def test_new_iteration_is_seen_without_reconnecting(tmp_path):
     store = ParquetStore(str(tmp_path))
-    store.write_table("samples", [_sample_row("p1", 0, 5, "stop", 0)], schemas.SAMPLES, iteration=0)
+    store.write_table("samples", [_sample_row("p1", 0, 5, "stop", 1)], schemas.SAMPLES, iteration=1)
     con = analytics.connect(str(tmp_path))
     assert con.execute("SELECT count(*) FROM samples").fetchone() == (1,)
-    store.write_table("samples", [_sample_row("p1", 0, 5, "stop", 1)], schemas.SAMPLES, iteration=1)
-    assert con.execute("SELECT list(iteration ORDER BY iteration) FROM samples").fetchone() == ([0, 1],)
+    store.write_table("samples", [_sample_row("p1", 0, 5, "stop", 2)], schemas.SAMPLES, iteration=2)
+    assert con.execute("SELECT list(iteration ORDER BY iteration) FROM samples").fetchone() == ([1, 2],)
 
 
 def test_samples_not_scored_yet(tmp_path):
@@ -305,7 +381,7 @@ def test_module_cli(root, capsys):
     assert analytics.main(["--root", root, "pass_rate_per_iteration"]) == 0
     out = capsys.readouterr().out
     assert "0.222222" in out and "0.666667" in out
-    assert analytics.main(["--root", root, "--set", "iteration=1", "samples_per_problem"]) == 0
+    assert analytics.main(["--root", root, "--set", "iteration=2", "samples_per_problem"]) == 0
     out = capsys.readouterr().out
     assert "shape: (3, 6)" in out
     assert analytics.main(["--list"]) == 0
@@ -342,8 +418,8 @@ def test_query_cli(root, name):
 @needs_cli
 def test_query_cli_parameter(root):
     rows = duckdb_cli(f"SET VARIABLE data_root = '{root}'", ".read sql/views.sql",
-                      "SET VARIABLE iteration = 1", ".read sql/samples_per_problem.sql")
-    assert [(r["iteration"], r["problem_id"], r["n_correct"]) for r in rows] == [(1, "p1", 3), (1, "p2", 1), (1, "p3", 2)]
+                      "SET VARIABLE iteration = 2", ".read sql/samples_per_problem.sql")
+    assert [(r["iteration"], r["problem_id"], r["n_correct"]) for r in rows] == [(2, "p1", 3), (2, "p2", 1), (2, "p3", 2)]
 
 
 @needs_cli

@@ -1,0 +1,113 @@
+"""E-step throughput on the same prompts and model, every engine in the same run.
+
+naive: one prompt at a time, `model.generate(num_return_sequences=K)`;
+transformers: restem's continuous-batching loop; vllm: restem's vLLM engine (where it imports).
+Reports useful tokens/s (completion tokens up to end-of-turn) and samples/s.
+
+    python -m bench.bench_generation [--prompts 32] [--k 8] [--max-new-tokens 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def prompts(n: int) -> list[list[dict]]:
+    from restem_assets.prompts import build_messages
+    from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
+    from restem_assets.tasks.spec import TaskSpec
+
+    rows = reasoning_gym_problems(TaskSpec(train_size=n, test_size=1, seed=99))
+    return [build_messages(r) for r in rows if r["split"] == "train"][:n]
+
+
+def naive(model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from restem_assets.transformers_engine import pick_dtype
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=pick_dtype()).eval()
+    torch.manual_seed(seed)
+    tokens = samples = 0
+    t0 = time.perf_counter()
+    for m in msgs:
+        enc = tok(tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True), return_tensors="pt",
+                  add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**enc, do_sample=True, temperature=0.7, top_k=40, max_new_tokens=max_new_tokens,
+                                 num_return_sequences=k, pad_token_id=tok.pad_token_id)
+        gen = out[:, enc["input_ids"].shape[1]:]
+        for row in gen.tolist():
+            useful = 0
+            for t in row:
+                if t in (tok.eos_token_id, tok.pad_token_id):
+                    break
+                useful += 1
+            tokens += useful
+            samples += 1
+    return {"seconds": time.perf_counter() - t0, "tokens": tokens, "samples": samples}
+
+
+def engine_run(kind: str, model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict:
+    from restem_assets.generation import SamplingParams, make_engine
+
+    eng = make_engine(kind, model_path)
+    params = SamplingParams(n=k, temperature=0.7, top_k=40, max_new_tokens=max_new_tokens, seed=seed)
+    try:
+        t0 = time.perf_counter()
+        comps = [c for chunk in eng.generate(msgs, params) for c in chunk]
+        seconds = time.perf_counter() - t0
+    finally:
+        eng.close()
+    return {"seconds": seconds, "tokens": sum(c.n_tokens for c in comps), "samples": len(comps)}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=32)
+    ap.add_argument("--k", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--engines", default="naive,transformers,vllm")
+    args = ap.parse_args(argv)
+    from restem_assets.generation import vllm_available
+    from restem_assets.model_cache import ensure_default_model
+
+    model = str(ensure_default_model())
+    msgs = prompts(args.prompts)
+    results = {}
+    for name in args.engines.split(","):
+        if name == "vllm" and not vllm_available():
+            results[name] = {"skipped": "vllm does not import here"}
+            continue
+        run = naive if name == "naive" else (lambda *a, _n=name: engine_run(_n, *a))
+        r = run(model, msgs, args.k, args.max_new_tokens, 0)
+        r["tokens_per_s"] = r["tokens"] / r["seconds"]
+        r["samples_per_s"] = r["samples"] / r["seconds"]
+        results[name] = r
+        gc.collect()
+    base = results.get("naive", {}).get("tokens_per_s")
+    print(f"{'engine':<14}{'samples':>8}{'tokens':>8}{'seconds':>9}{'tok/s':>8}{'samples/s':>10}{'vs naive':>9}")
+    for name, r in results.items():
+        if "skipped" in r:
+            print(f"{name:<14}  skipped: {r['skipped']}")
+            continue
+        ratio = f"{r['tokens_per_s'] / base:.2f}x" if base else "-"
+        print(f"{name:<14}{r['samples']:>8}{r['tokens']:>8}{r['seconds']:>9.1f}{r['tokens_per_s']:>8.1f}"
+              f"{r['samples_per_s']:>10.2f}{ratio:>9}")
+    out = {"machine": platform.processor() or platform.machine(), "args": vars(args), "results": results}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "generation.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()
