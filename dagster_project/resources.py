@@ -118,7 +118,9 @@ class EngineResource(dg.ConfigurableResource):
     gpu_memory_utilization: float = 0.85
 
     @contextmanager
-    def open(self, model_path: str):
+    def open(self, model: str):
+        """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit."""
+        model_path = resolve_model(model)
         options: dict[str, Any] = {"dtype": self.dtype}
         kind = self.kind
         if kind == "auto":

@@ -7,15 +7,15 @@ problem to `evaluations`, so any metric can be recomputed later with SQL.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restem_assets.generation import GenerationEngine, SamplingParams
+from restem_assets.generation import GenerationEngine, ProgressFn, SamplingParams
 from restem_assets.math_reward import canonical_answer
 from restem_assets.metrics import majority_vote, pass_at_k
 from restem_assets.prompts import build_messages
-from restem_assets.sampling import Policy
+from restem_assets.sampling import Policy, sample_row
 from restem_assets.scoring import score_samples
 from restem_assets.storage import TableWriter
 
@@ -35,31 +35,13 @@ class EvalSummary:
         return dict(self.__dict__)
 
 
-def _sample_and_score(engine, problems, params, mode, policy, problems_by_id, writer) -> list[dict]:
+def _sample_and_score(engine, problems, params, mode, policy, problems_by_id, writer, progress=None) -> list[dict]:
     messages = [build_messages(p) for p in problems]
     rendered = [engine.render_prompt(m) for m in messages]
     scored: list[dict] = []
-    for chunk in engine.generate(messages, params):
-        rows = [
-            {
-                "mode": mode,
-                "problem_id": problems[c.prompt_index]["problem_id"],
-                "sample_idx": c.sample_idx,
-                "prompt": rendered[c.prompt_index],
-                "completion": c.text,
-                "n_tokens": c.n_tokens,
-                "finish_reason": c.finish_reason,
-                "policy_id": policy.policy_id,
-                "policy_path": policy.path,
-                "engine": engine.name,
-                "temperature": params.temperature,
-                "top_k": params.top_k,
-                "top_p": params.top_p,
-                "max_new_tokens": params.max_new_tokens,
-                "seed": params.seed,
-            }
-            for c in chunk
-        ]
+    for chunk in engine.generate(messages, params, progress=progress):
+        rows = [{"mode": mode, **sample_row(problems[c.prompt_index]["problem_id"], rendered[c.prompt_index], c, policy,
+                                            engine.name, params)} for c in chunk]
         for row, reward in zip(rows, score_samples(rows, problems_by_id), strict=True):
             row.update({k: reward[k] for k in ("extracted_answer", "reward", "reason", "details")})
         writer.write(rows)
@@ -129,10 +111,14 @@ def evaluate_policy(
     policy: Policy,
     problems_by_id: Mapping[str, Mapping[str, Any]],
     writer: TableWriter,
+    progress: Callable[[str], ProgressFn] | None = None,
 ) -> tuple[list[dict[str, Any]], EvalSummary]:
+    """`progress(mode)` may return a ProgressFn per decoding mode (for logs and progress bars)."""
     if not greedy_params.greedy:
         raise ValueError("greedy_params must have temperature 0")
-    greedy = _sample_and_score(engine, problems, greedy_params, "greedy", policy, problems_by_id, writer)
-    sampled = _sample_and_score(engine, problems, sampled_params, "sampled", policy, problems_by_id, writer)
+    greedy = _sample_and_score(engine, problems, greedy_params, "greedy", policy, problems_by_id, writer,
+                               progress("greedy") if progress else None)
+    sampled = _sample_and_score(engine, problems, sampled_params, "sampled", policy, problems_by_id, writer,
+                                progress("sampled") if progress else None)
     rows = per_problem_rows(problems, greedy, sampled, sampled_params.n)
     return rows, summarize(rows, greedy, sampled_params.n)

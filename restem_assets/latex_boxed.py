@@ -7,9 +7,9 @@ import re
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def all_boxed(text: str) -> list[str]:
-    """Contents of every balanced `\\boxed{...}` in order; unbalanced ones are skipped."""
-    out: list[str] = []
+def boxed_spans(text: str) -> list[tuple[int, str]]:
+    """(start offset, content) of every balanced `\\boxed{...}` in order; unbalanced ones are skipped."""
+    out: list[tuple[int, str]] = []
     for m in _BOXED.finditer(text):
         depth, i = 1, m.end()
         while i < len(text) and depth:
@@ -19,27 +19,22 @@ def all_boxed(text: str) -> list[str]:
                 depth -= 1
             i += 1
         if depth == 0:
-            out.append(text[m.end() : i - 1].strip())
+            out.append((m.start(), text[m.end() : i - 1].strip()))
     return out
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every balanced `\\boxed{...}` in order."""
+    return [content for _, content in boxed_spans(text)]
 
 
 def last_boxed(text: str) -> str | None:
     """Content of the last balanced `\\boxed{...}`, or None."""
-    found = all_boxed(text)
-    return found[-1] if found else None
+    spans = boxed_spans(text)
+    return spans[-1][1] if spans else None
 
 
 def last_boxed_span(text: str) -> tuple[int, str] | None:
     """(start offset, content) of the last balanced `\\boxed{...}`, for picking the latest answer."""
-    last = None
-    for m in _BOXED.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            if text[i] == "{":
-                depth += 1
-            elif text[i] == "}":
-                depth -= 1
-            i += 1
-        if depth == 0:
-            last = (m.start(), text[m.end() : i - 1].strip())
-    return last
+    spans = boxed_spans(text)
+    return spans[-1] if spans else None

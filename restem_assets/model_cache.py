@@ -113,6 +113,8 @@ def resolve_model(model: str | None) -> str:
     """
     if model in (None, "", "default", DEFAULT_MODEL_NAME):
         return str(ensure_default_model())
+    if model.startswith("file://"):
+        model = model[len("file://"):]
     local = Path(model).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():

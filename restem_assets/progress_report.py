@@ -9,10 +9,12 @@ from typing import Any
 import polars as pl
 
 from restem_assets.analytics import connect, query_df
+from restem_assets.metrics import paired_difference_interval
 
 COLUMNS = [
     ("iteration", "iter"),
     ("greedy_pass_at_1", "greedy pass@1"),
+    ("greedy_gain_vs_base", "vs base, pts (95% CI)"),
     ("pass_at_k", "pass@k"),
     ("maj_at_k", "maj@k"),
     ("greedy_format_rate", "answer format"),
@@ -24,11 +26,26 @@ COLUMNS = [
 
 
 def progress_frame(root: str, storage_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """iteration_progress plus each policy's greedy pass@1 gain over the base model with a 95% paired interval."""
     con = connect(root, storage_options)
     try:
-        return query_df(con, "iteration_progress")
+        df = query_df(con, "iteration_progress")
+        greedy = con.execute("SELECT iteration, problem_id, greedy_correct FROM evaluations").fetchall()
     finally:
         con.close()
+    by_iter: dict[int, dict[str, bool]] = {}
+    for it, pid, ok in greedy:
+        by_iter.setdefault(int(it), {})[pid] = bool(ok)
+    gains = []
+    for it in df["iteration"].to_list():
+        base, cur = by_iter.get(0), by_iter.get(int(it))
+        if not base or not cur or int(it) == 0 or set(base) != set(cur):
+            gains.append(None)
+            continue
+        ids = sorted(base)
+        d, lo, hi = paired_difference_interval([base[p] for p in ids], [cur[p] for p in ids])
+        gains.append(f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+    return df.with_columns(pl.Series("greedy_gain_vs_base", gains, dtype=pl.String))
 
 
 def _fmt(value: Any, name: str) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from restem_assets.generation import GenerationEngine, ProgressFn, SamplingParams
+from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams
 from restem_assets.prompts import build_messages
 from restem_assets.storage import TableWriter
 
@@ -31,6 +31,27 @@ class SamplingStats:
         return self.tokens / self.seconds if self.seconds else 0.0
 
 
+def sample_row(problem_id: str, prompt: str, c: Completion, policy: Policy, engine: str,
+               params: SamplingParams) -> dict[str, Any]:
+    """One SAMPLES row: the completion with everything needed to reproduce or audit it."""
+    return {
+        "problem_id": problem_id,
+        "sample_idx": c.sample_idx,
+        "prompt": prompt,
+        "completion": c.text,
+        "n_tokens": c.n_tokens,
+        "finish_reason": c.finish_reason,
+        "policy_id": policy.policy_id,
+        "policy_path": policy.path,
+        "engine": engine,
+        "temperature": params.temperature,
+        "top_k": params.top_k,
+        "top_p": params.top_p,
+        "max_new_tokens": params.max_new_tokens,
+        "seed": params.seed,
+    }
+
+
 def sample_rows(
     engine: GenerationEngine,
     problems: Sequence[dict[str, Any]],
@@ -49,27 +70,9 @@ def sample_rows(
     stats = SamplingStats()
     start = clock()
     for chunk in engine.generate(messages, params, progress=progress):
-        rows = []
+        rows = [sample_row(problems[c.prompt_index]["problem_id"], rendered[c.prompt_index], c, policy, engine.name, params)
+                for c in chunk]
         for c in chunk:
-            problem = problems[c.prompt_index]
-            rows.append(
-                {
-                    "problem_id": problem["problem_id"],
-                    "sample_idx": c.sample_idx,
-                    "prompt": rendered[c.prompt_index],
-                    "completion": c.text,
-                    "n_tokens": c.n_tokens,
-                    "finish_reason": c.finish_reason,
-                    "policy_id": policy.policy_id,
-                    "policy_path": policy.path,
-                    "engine": engine.name,
-                    "temperature": params.temperature,
-                    "top_k": params.top_k,
-                    "top_p": params.top_p,
-                    "max_new_tokens": params.max_new_tokens,
-                    "seed": params.seed,
-                }
-            )
             stats.tokens += c.n_tokens
             stats.truncated += c.finish_reason == "length"
         writer.write(rows)

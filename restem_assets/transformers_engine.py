@@ -236,8 +236,8 @@ class _ContinuousBatch:
                 self.pending.setdefault(self.rows[j][0], []).append(self._completion(j, "length"))
         done = set(finished)
         keep = [j for j in range(len(self.rows)) if j not in done]
-        if not keep:
-            self.rows = []
+        if not keep:  # the batch is empty: the next admission starts a fresh cache
+            self.rows, self.cache, self.mask, self.next_pos, self.logits = [], None, None, None, None
             return finished
         if done:
             idx = torch.tensor(keep, device=self.e.device)

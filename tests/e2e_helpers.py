@@ -16,10 +16,14 @@ ITERATION_ASSETS = ESTEP_ASSETS + [mstep.finetune]
 EVAL_ASSETS = [policy.policy, evaluation.evaluation]
 
 
-def echo_task() -> TaskResource:
-    """GSM8K-layout problems whose question dictates the answer line: the real model gets some right."""
-    return TaskResource(kind="gsm8k", train_path=str(FIXTURES / "echo_gsm8k_train.jsonl"),
-                        test_path=str(FIXTURES / "echo_gsm8k_test.jsonl"), train_size=None, test_size=None)
+# One-digit two-term sums: the real 135M model answers about a third of its samples
+# correctly (in the strict format), so every tiny iteration has a non-empty SFT set.
+EASY_CHAIN_SUM = {"kind": "reasoning_gym", "name": "chain_sum", "train_size": 8, "test_size": 4,
+                  "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}}
+
+
+def easy_task() -> TaskResource:
+    return TaskResource(**EASY_CHAIN_SUM)
 
 
 def resources(root: Path, model_path: str, task: TaskResource | None = None, **rest) -> dict:
@@ -29,7 +33,7 @@ def resources(root: Path, model_path: str, task: TaskResource | None = None, **r
     return {
         "storage": StorageResource(root=str(root)),
         "model": ModelResource(base_model=model_path),
-        "task": task or echo_task(),
+        "task": task or easy_task(),
         "rest": ReSTResource(**settings),
         "engine": EngineResource(kind="transformers", batch_size=32),
     }

@@ -52,7 +52,7 @@ def test_estep_keeps_correct_samples_and_metadata(tmp_path, model_path):
     store = ParquetStore(str(tmp_path / "data"))
     rewards = store.read_table("rewards", 1).to_pylist()
     correct = {(r["problem_id"], r["sample_idx"]) for r in rewards if r["reward"] == 1.0}
-    assert correct, "the real model answered none of the echo problems"
+    assert correct, "the real model answered none of the easy sums"
     sft = store.read_table("sft_set", 1).to_pylist()
     assert {(r["problem_id"], r["sample_idx"]) for r in sft} <= correct
     mats = {e.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}

@@ -40,7 +40,7 @@ def test_two_iterations_lineage_and_evaluation(tmp_path, model_path):
 
     materialize(EVAL_ASSETS, res, instance, partition="1")
     evals = store.read_table("evaluations", 1)
-    assert evals.schema == EVALUATIONS and evals.num_rows == 4
+    assert evals.schema == EVALUATIONS and evals.num_rows == 4  # the 4 test problems
     for row in evals.to_pylist():
         assert row["k"] == 2 and 0 <= row["n_correct"] <= 2
         assert row["pass_at_k"] == (1.0 if row["n_correct"] else 0.0)

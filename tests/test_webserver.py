@@ -15,7 +15,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from dagster_project.instance import prepare_dagster_home
-from tests.e2e_helpers import FIXTURES
+from tests.e2e_helpers import EASY_CHAIN_SUM
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parent.parent
@@ -79,8 +79,7 @@ def test_launch_iteration_through_graphql(webserver):
     port, home, data = webserver
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
     run_config = {"resources": {
-        "task": {"config": {"kind": "gsm8k", "train_path": str(FIXTURES / "echo_gsm8k_train.jsonl"),
-                            "test_path": str(FIXTURES / "echo_gsm8k_test.jsonl"), "train_size": None, "test_size": None}},
+        "task": {"config": EASY_CHAIN_SUM},
         "rest": {"config": {"samples_per_problem": 4, "max_new_tokens": 24, "finetune_max_steps": 1, "batch_size": 4}},
     }}
 

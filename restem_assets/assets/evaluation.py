@@ -1,4 +1,4 @@
-"""Evaluation of policy[i] on the held-out split (partition 0 = the base model), and the progress summary."""
+"""Evaluation of policy[i] on the held-out split (partition 0 = the base model)."""
 
 import time
 
@@ -6,11 +6,10 @@ import dagster as dg
 
 from dagster_project.partitions import policy_partitions
 from dagster_project.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.estep import TORCH_POOL, read_problems
+from restem_assets.assets.estep import TORCH_POOL, progress_logger, read_problems
 from restem_assets.assets.markdown import markdown_table
 from restem_assets.assets.policy import POLICY_KEY, lookup_policy
 from restem_assets.evaluation import evaluate_policy
-from restem_assets.model_cache import resolve_model
 from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS
 
 
@@ -32,8 +31,9 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
         raise ValueError("the problems table has no test split: nothing to evaluate on")
     by_id = {p["problem_id"]: p for p in all_problems}
     t0 = time.perf_counter()
-    with engine.open(resolve_model(policy.path)) as eng, store.writer("eval_samples", EVAL_SAMPLES, iteration) as w:
-        rows, summary = evaluate_policy(eng, test, rest.greedy_params(), rest.eval_sampling_params(), policy, by_id, w)
+    with engine.open(policy.path) as eng, store.writer("eval_samples", EVAL_SAMPLES, iteration) as w:
+        rows, summary = evaluate_policy(eng, test, rest.greedy_params(), rest.eval_sampling_params(), policy, by_id, w,
+                                        progress=lambda mode: progress_logger(context, f"evaluation[{iteration}] {mode}"))
     store.write_table("evaluations", rows, EVALUATIONS, iteration)
     seconds = time.perf_counter() - t0
     context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %.3f", iteration,
