@@ -6,6 +6,8 @@ field per run and tests swap them freely. Defaults come from the active profile
 """
 
 
+import copy
+import dataclasses
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,11 +65,7 @@ class TaskResource(dg.ConfigurableResource):
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def spec(self) -> TaskSpec:
-        return TaskSpec(
-            kind=self.kind, name=self.name, config=dict(self.config), train_path=self.train_path,
-            test_path=self.test_path, train_size=self.train_size, test_size=self.test_size,
-            test_fraction=self.test_fraction, seed=self.seed, storage_options=dict(self.storage_options),
-        )
+        return TaskSpec(**{f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(TaskSpec)})
 
 
 class ReSTResource(dg.ConfigurableResource):

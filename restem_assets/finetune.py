@@ -119,8 +119,9 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
         )
         trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
                              processing_class=tokenizer, peft_config=peft_config)
-        completion_tokens = sum(int(sum(m)) for m in trainer.train_dataset["completion_mask"]) \
-            if "completion_mask" in trainer.train_dataset.column_names else 0
+        # completion tokens the loss is computed on (+1: the end-of-turn token each completion ends with)
+        completion_tokens = sum(len(tokenizer(r["completion"][0]["content"], add_special_tokens=False)["input_ids"]) + 1
+                                for r in records)
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0

@@ -31,6 +31,7 @@ def test_two_iterations_lineage_and_evaluation(tmp_path, model_path):
     ft = {e.asset_key.to_user_string(): e.materialization for e in r1.get_asset_materialization_events()}
     assert ft["finetune"].metadata["init_from"].value == "base"
     assert ft["finetune"].metadata["optimizer_steps"].value == 2
+    assert ft["finetune"].metadata["completion_tokens"].value >= ft["finetune"].metadata["examples"].value > 0
     model_dir = root / "models" / "iteration=1"
     assert (model_dir / "config.json").is_file() and list(model_dir.glob("*.safetensors"))
     # the fine-tune reported policy[1] with that directory

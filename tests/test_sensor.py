@@ -1,0 +1,27 @@
+"""The loop sensor decides the next step from the instance and launches one run at a time."""
+
+import dagster as dg
+
+from dagster_project.sensors import continue_rest_loop
+
+
+def test_sensor_starts_with_setup_on_an_empty_instance():
+    with dg.instance_for_test() as instance:
+        result = continue_rest_loop(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.RunRequest)
+        assert result.job_name == "setup" and result.run_key == "setup"
+
+
+def test_sensor_then_evaluates_the_base_model(monkeypatch):
+    with dg.instance_for_test() as instance:
+        for key, partition in (("problems", None), ("policy", "0")):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+        result = continue_rest_loop(dg.build_sensor_context(instance=instance))
+        assert (result.job_name, result.partition_key, result.run_key) == ("evaluate", "0", "evaluate-0")
+
+
+def test_sensor_waits_while_a_run_is_in_progress():
+    with dg.instance_for_test() as instance:
+        instance.add_run(dg.DagsterRun(job_name="iteration", run_id="busy-run", status=dg.DagsterRunStatus.STARTED))
+        result = continue_rest_loop(dg.build_sensor_context(instance=instance))
+        assert isinstance(result, dg.SkipReason) and "busy-run" in result.skip_message
