@@ -45,7 +45,8 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: model
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.bench_sandbox
+	$(BIN)/python -m bench.bench_generation --engines naive,transformers
 
 clean:
 	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \
