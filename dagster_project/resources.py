@@ -16,7 +16,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from restem_assets.generation import SamplingParams, make_engine
+from restem_assets.generation import SamplingParams, make_engine, resolve_engine_kind
 from restem_assets.model_cache import resolve_model
 from restem_assets.storage import ParquetStore
 from restem_assets.tasks.spec import DEFAULT_CHAIN_SUM_CONFIG, TaskSpec
@@ -120,11 +120,7 @@ class EngineResource(dg.ConfigurableResource):
         """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit."""
         model_path = resolve_model(model)
         options: dict[str, Any] = {"dtype": self.dtype}
-        kind = self.kind
-        if kind == "auto":
-            from restem_assets.generation import vllm_available
-
-            kind = "vllm" if vllm_available() else "transformers"
+        kind = resolve_engine_kind(self.kind)
         if kind == "transformers":
             options["batch_size"] = self.batch_size
         else:

@@ -81,10 +81,16 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def make_engine(kind: str, model_path: str, **options) -> GenerationEngine:
-    """Build an engine by name: "transformers", "vllm", or "auto" (vLLM where it imports)."""
+def resolve_engine_kind(kind: str) -> str:
+    """"auto" means vLLM where it imports, transformers otherwise; other names pass through."""
     if kind == "auto":
-        kind = "vllm" if vllm_available() else "transformers"
+        return "vllm" if vllm_available() else "transformers"
+    return kind
+
+
+def make_engine(kind: str, model_path: str, **options) -> GenerationEngine:
+    """Build an engine by name: "transformers", "vllm", or "auto"."""
+    kind = resolve_engine_kind(kind)
     if kind == "transformers":
         from restem_assets.transformers_engine import TransformersEngine
 

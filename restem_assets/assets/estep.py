@@ -9,6 +9,7 @@ from dagster_project.partitions import iteration_partitions, previous_policy_map
 from dagster_project.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.markdown import markdown_table
 from restem_assets.assets.policy import POLICY_KEY, lookup_policy
+from restem_assets.generation import resolve_engine_kind
 from restem_assets.sampling import sample_rows
 from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
 from restem_assets.scoring import RewardStats, accumulate, score_samples
@@ -72,7 +73,7 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
             "samples_per_problem": params.n,
             "policy": policy.policy_id,
             "policy_path": dg.MetadataValue.path(policy.path),
-            "engine": engine.kind,
+            "engine": resolve_engine_kind(engine.kind),
             "completion_tokens": stats.tokens,
             "truncated_share": stats.truncated / max(1, stats.samples),
             "tokens_per_second": round(stats.tokens_per_second, 1),
