@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,16 +60,12 @@ def sample_rows(
     policy: Policy,
     writer: TableWriter,
     progress: ProgressFn | None = None,
-    clock: Callable[[], float] | None = None,
 ) -> SamplingStats:
     """Sample `params.n` completions for each problem and append SAMPLES rows chunk by chunk."""
-    import time
-
-    clock = clock or time.perf_counter
     messages = [build_messages(p) for p in problems]
     rendered = [engine.render_prompt(m) for m in messages]
     stats = SamplingStats()
-    start = clock()
+    start = time.perf_counter()
     for chunk in engine.generate(messages, params, progress=progress):
         rows = [sample_row(problems[c.prompt_index]["problem_id"], rendered[c.prompt_index], c, policy, engine.name, params)
                 for c in chunk]
@@ -77,5 +74,5 @@ def sample_rows(
             stats.truncated += c.finish_reason == "length"
         writer.write(rows)
         stats.samples += len(rows)
-    stats.seconds = clock() - start
+    stats.seconds = time.perf_counter() - start
     return stats

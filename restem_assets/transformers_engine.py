@@ -158,8 +158,8 @@ class _ContinuousBatch:
     def run(self) -> Iterator[list[Completion]]:
         self._admit()
         while self.rows:
-            finished = self._step()
-            ready = self._retire(finished)
+            self._step()
+            ready = self._retire()
             self._admit()
             if ready:
                 yield ready
@@ -219,26 +219,22 @@ class _ContinuousBatch:
         self.mask = torch.cat([pad(self.mask, width), pad(mask, width)])
 
     @torch.inference_mode()
-    def _step(self) -> list[int]:
-        """Sample one token for every row; return the batch positions of rows that just finished."""
+    def _step(self) -> None:
+        """Sample one token for every row; finished rows move to `pending` and leave the batch."""
         tokens = sample_next(self.logits, self.params, self.generator)
         stopped = torch.isin(tokens, self.stop).tolist()
-        finished = []
+        done: set[int] = set()
         for j, (tok, is_stop) in enumerate(zip(tokens.tolist(), stopped)):
             row = self.tokens[self.rows[j]]
-            if is_stop:
-                finished.append(j)
-                self.pending.setdefault(self.rows[j][0], []).append(self._completion(j, "stop"))
-                continue
-            row.append(tok)
-            if len(row) >= self.params.max_new_tokens:
-                finished.append(j)
-                self.pending.setdefault(self.rows[j][0], []).append(self._completion(j, "length"))
-        done = set(finished)
+            if not is_stop:
+                row.append(tok)
+            if is_stop or len(row) >= self.params.max_new_tokens:
+                done.add(j)
+                self.pending.setdefault(self.rows[j][0], []).append(self._completion(j, "stop" if is_stop else "length"))
         keep = [j for j in range(len(self.rows)) if j not in done]
         if not keep:  # the batch is empty: the next admission starts a fresh cache
             self.rows, self.cache, self.mask, self.next_pos, self.logits = [], None, None, None, None
-            return finished
+            return
         if done:
             idx = torch.tensor(keep, device=self.e.device)
             self.cache.batch_select_indices(idx)
@@ -250,7 +246,6 @@ class _ContinuousBatch:
                            past_key_values=self.cache, use_cache=True, logits_to_keep=1)
         self.logits = out.logits[:, -1, :]
         self.next_pos = self.next_pos + 1
-        return finished
 
     def _trim(self) -> None:
         """Drop leading cache columns that no remaining row attends to."""
@@ -269,7 +264,7 @@ class _ContinuousBatch:
                           text=self.e.tokenizer.decode(ids, skip_special_tokens=True),
                           n_tokens=len(ids), finish_reason=finish)
 
-    def _retire(self, finished: list[int]) -> list[Completion]:
+    def _retire(self) -> list[Completion]:
         """Completions of prompts whose K rows have all ended, in sample order."""
         ready = []
         for prompt_index in sorted({p for p, comps in self.pending.items() if len(comps) == self.k}):

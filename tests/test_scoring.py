@@ -1,5 +1,3 @@
-import json
-
 import pytest
 
 from restem_assets.scoring import score_samples
