@@ -16,8 +16,10 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from local disk.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Then the vLLM build for this host (scripts/install_vllm.sh; RESTEM_SKIP_VLLM=1 skips it).
+$(VENV)/.installed: pyproject.toml scripts/install_vllm.sh | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
+	bash scripts/install_vllm.sh $(BIN)/python
 	touch $@
 
 system:
@@ -45,8 +47,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: model
-	$(BIN)/python -m bench.bench_sandbox
-	$(BIN)/python -m bench.bench_generation --engines naive,transformers
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import platform
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from bench.results import write_result
+
 
 
 def prompts(n: int) -> list[list[dict]]:
@@ -60,15 +59,19 @@ def naive(model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict
 def engine_run(kind: str, model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict:
     from restem_assets.generation import SamplingParams, make_engine
 
+    t0 = time.perf_counter()
     eng = make_engine(kind, model_path)
     params = SamplingParams(n=k, temperature=0.7, top_k=40, max_new_tokens=max_new_tokens, seed=seed)
     try:
+        for _ in eng.generate(msgs[:1], SamplingParams(n=1, temperature=0.0, max_new_tokens=4)):
+            pass  # warm-up, outside the timing
+        startup = time.perf_counter() - t0
         t0 = time.perf_counter()
         comps = [c for chunk in eng.generate(msgs, params) for c in chunk]
         seconds = time.perf_counter() - t0
     finally:
         eng.close()
-    return {"seconds": seconds, "tokens": sum(c.n_tokens for c in comps), "samples": len(comps)}
+    return {"seconds": seconds, "tokens": sum(c.n_tokens for c in comps), "samples": len(comps), "startup_s": startup}
 
 
 def main(argv=None) -> dict:
@@ -104,8 +107,7 @@ def main(argv=None) -> dict:
         print(f"{name:<14}{r['samples']:>8}{r['tokens']:>8}{r['seconds']:>9.1f}{r['tokens_per_s']:>8.1f}"
               f"{r['samples_per_s']:>10.2f}{ratio:>9}")
     out = {"machine": platform.processor() or platform.machine(), "args": vars(args), "results": results}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "generation.json").write_text(json.dumps(out, indent=2))
+    write_result("generation", out)
     return out
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import results_dir  # noqa: E402
 from restem_assets import human_eval_ref, sandbox  # noqa: E402
 from restem_assets.code_reward import CodeLimits, score_code_batch  # noqa: E402
 from restem_assets.tasks.code_datasets import read_humaneval  # noqa: E402
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=None, help="parallel programs (default and max: CPU count)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds per harness; the median is kept")
     parser.add_argument("--mode", default="auto", choices=["auto", "bwrap", "rlimits"], help="restem isolation")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sandbox.json"))
+    parser.add_argument("--out", default=str(results_dir() / "sandbox.json"))
     args = parser.parse_args(argv)
 
     workers = sandbox.max_parallel(args.workers)

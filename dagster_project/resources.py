@@ -107,25 +107,39 @@ class ReSTResource(dg.ConfigurableResource):
 
 
 class EngineResource(dg.ConfigurableResource):
-    """Which generation engine samples: "auto" (vLLM where it imports), "transformers" or "vllm"."""
+    """Which generation engine samples: "auto" (vLLM where it imports), "transformers" or "vllm".
 
-    kind: str = "transformers"
+    vLLM settings apply to the vllm engine only: on CPU hosts its KV cache is
+    `vllm_cpu_kv_cache_gib` of RAM; on GPUs `gpu_memory_utilization` and
+    `tensor_parallel_size` apply. Its sampling seed is set once per engine (`seed`).
+    """
+
+    kind: str = "auto"
     batch_size: int = 64
     dtype: str = "auto"
+    seed: int = 0
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.85
+    vllm_max_model_len: int = 2048
+    vllm_cpu_kv_cache_gib: int = 2
+    vllm_enforce_eager: bool = False
+
+    def resolved_kind(self) -> str:
+        return resolve_engine_kind(self.kind)
 
     @contextmanager
     def open(self, model: str):
         """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit."""
         model_path = resolve_model(model)
         options: dict[str, Any] = {"dtype": self.dtype}
-        kind = resolve_engine_kind(self.kind)
+        kind = self.resolved_kind()
         if kind == "transformers":
             options["batch_size"] = self.batch_size
         else:
             options.update(tensor_parallel_size=self.tensor_parallel_size,
-                           gpu_memory_utilization=self.gpu_memory_utilization)
+                           gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,
+                           max_model_len=self.vllm_max_model_len, cpu_kv_cache_gib=self.vllm_cpu_kv_cache_gib,
+                           enforce_eager=self.vllm_enforce_eager)
         engine = make_engine(kind, model_path, **options)
         try:
             yield engine
@@ -142,5 +156,5 @@ def default_resources(profile: dict[str, dict[str, Any]] | None = None) -> dict[
         "model": ModelResource(base_model=os.environ.get("RESTEM_BASE_MODEL", "default")),
         "task": TaskResource(**prof.get("task", {})),
         "rest": ReSTResource(**prof.get("rest", {})),
-        "engine": EngineResource(kind=os.environ.get("RESTEM_ENGINE", "transformers")),
+        "engine": EngineResource(kind=os.environ.get("RESTEM_ENGINE", "auto")),
     }

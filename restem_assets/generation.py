@@ -77,6 +77,22 @@ class GenerationEngine(Protocol):
         """Release the model's memory (the fine-tune step runs after sampling)."""
 
 
+def stop_token_ids(tokenizer, generation_eos: int | list[int] | None = None) -> list[int]:
+    """Token ids that end a completion: the tokenizer's EOS, the model's generation EOS, and
+    the usual end-of-turn markers. Both engines stop on exactly this set."""
+    ids: set[int] = set()
+    for tok_id in (tokenizer.eos_token_id, generation_eos):
+        if isinstance(tok_id, int):
+            ids.add(tok_id)
+        elif isinstance(tok_id, list):
+            ids.update(tok_id)
+    for special in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
+        tid = tokenizer.convert_tokens_to_ids(special)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+            ids.add(tid)
+    return sorted(ids)
+
+
 def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 

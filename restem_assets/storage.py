@@ -109,6 +109,12 @@ class ParquetStore:
         with self.fs.open(path, "rb") as fh:
             return pq.read_table(fh, columns=columns)
 
+    def head(self, table: str, iteration: int | None = None, n: int = 5) -> list[dict[str, Any]]:
+        """The first `n` rows (for previews), reading one batch, not the table."""
+        for batch in self.iter_batches(table, iteration, batch_size=n):
+            return batch.to_pylist()[:n]
+        return []
+
     def iter_batches(
         self, table: str, iteration: int | None = None, batch_size: int = 4096, columns: list[str] | None = None
     ) -> Iterator[pa.RecordBatch]:

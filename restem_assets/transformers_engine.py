@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams
+from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -95,21 +95,8 @@ class TransformersEngine:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
-        self.stop_ids = self._stop_token_ids()
+        self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model.generation_config, "eos_token_id", None))
         log.info("transformers engine: %s on %s in %s, batch %d", model_path, self.device, self.dtype, self.batch_size)
-
-    def _stop_token_ids(self) -> list[int]:
-        ids = set()
-        for tok_id in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
-            if isinstance(tok_id, int):
-                ids.add(tok_id)
-            elif isinstance(tok_id, list):
-                ids.update(tok_id)
-        for special in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-            tid = self.tokenizer.convert_tokens_to_ids(special)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
-                ids.add(tid)
-        return sorted(ids)
 
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

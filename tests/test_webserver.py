@@ -15,6 +15,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from dagster_project.instance import prepare_dagster_home
+from restem_assets.generation import resolve_engine_kind
 from tests.e2e_helpers import EASY_CHAIN_SUM
 
 pytestmark = pytest.mark.slow
@@ -102,4 +103,6 @@ def test_launch_iteration_through_graphql(webserver):
     record = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("samples"), asset_partitions=["1"]), limit=1).records[0]
     assert record.run_id == run_id
+    # the default engine ("auto") sampled: vLLM where set-up installed it, in its own process
+    assert record.asset_materialization.metadata["engine"].value == resolve_engine_kind("auto")
     assert (data / "models" / "iteration=1" / "config.json").is_file()

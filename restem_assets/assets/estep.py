@@ -9,7 +9,6 @@ from dagster_project.partitions import iteration_partitions, previous_policy_map
 from dagster_project.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.markdown import markdown_table
 from restem_assets.assets.policy import POLICY_KEY, lookup_policy
-from restem_assets.generation import resolve_engine_kind
 from restem_assets.sampling import sample_rows
 from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
 from restem_assets.scoring import RewardStats, accumulate, score_samples
@@ -65,7 +64,7 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
                      policy.policy_id, policy.path)
     with engine.open(policy.path) as eng, store.writer("samples", SAMPLES, iteration) as writer:
         stats = sample_rows(eng, train, params, policy, writer, progress=progress_logger(context, f"samples[{iteration}]"))
-    preview = store.read_table("samples", iteration).slice(0, 5).to_pylist()
+    preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": stats.samples,
@@ -73,7 +72,7 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
             "samples_per_problem": params.n,
             "policy": policy.policy_id,
             "policy_path": dg.MetadataValue.path(policy.path),
-            "engine": resolve_engine_kind(engine.kind),
+            "engine": engine.resolved_kind(),
             "completion_tokens": stats.tokens,
             "truncated_share": stats.truncated / max(1, stats.samples),
             "tokens_per_second": round(stats.tokens_per_second, 1),
@@ -104,7 +103,7 @@ def rewards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
             writer.write(rows)
             accumulate(stats, rows)
     seconds = time.perf_counter() - t0
-    preview = store.read_table("rewards", iteration).slice(0, 8).to_pylist()
+    preview = store.head("rewards", iteration, 8)
     context.log.info("rewards[%d]: %d/%d correct (%.2f%%)", iteration, stats.correct, stats.scored, 100 * stats.pass_rate)
     return dg.MaterializeResult(
         metadata={
