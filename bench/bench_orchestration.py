@@ -33,7 +33,7 @@ def settings(train: int, test: int) -> tuple[dict, dict]:
     return task, rest
 
 
-def prepare(root: Path, model: str, task: dict) -> None:
+def prepare(root: Path, task: dict) -> None:
     """The problems table (not timed)."""
     from dagster_project.resources import TaskResource
     from restem_assets.schemas import PROBLEMS
@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
             for mode in ("plain", "dagster"):
                 root = work / f"{mode}-{r}"
                 if mode == "plain":
-                    prepare(root, model, task)
+                    prepare(root, task)
                     seconds = plain_iteration(root, model, rest_cfg)
                 else:
                     seconds = dagster_iteration(root, work / f"home-{r}", model, task, rest_cfg)

@@ -113,7 +113,7 @@ class VLLMEngine:
             raise VLLMWorkerError("the vLLM engine is closed")
         ids = [self.tokenizer(self.render_prompt(m), add_special_tokens=False)["input_ids"] for m in prompts]
         self._send({"cmd": "generate", "prompts": ids, "params": {
-            "n": params.n, "temperature": params.temperature, "top_k": params.top_k if params.top_k > 0 else 0,
+            "n": params.n, "temperature": params.temperature, "top_k": max(params.top_k, 0),
             "top_p": params.top_p, "max_tokens": params.max_new_tokens, "seed": params.seed,
             "stop_token_ids": self.stop_ids}})
         received: dict[int, list[Completion]] = {}

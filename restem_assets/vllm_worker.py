@@ -71,31 +71,28 @@ class Worker:
                                   top_p=params["top_p"], seed=seed, **common)
 
         # Requests are added a batch's worth at a time (not all at once) so the first
-        # prompts finish, and stream back, early. Outputs carry the id we gave; vLLM
-        # returns an internal one (ours plus a random suffix): both map to the prompt.
+        # prompts finish, and stream back, early. Outputs carry the request id we gave.
         waiting = deque(range(len(prompts)))
-        requests: dict[str, tuple[int, str]] = {}
+        requests: dict[str, int] = {}  # our request id -> prompt index
         max_active = max(1, engine.vllm_config.scheduler_config.max_num_seqs // n + 1)
         pending: list[list] = []
         last_flush = time.perf_counter()
 
         def admit() -> None:
-            while waiting and len(requests) < 2 * max_active:
+            while waiting and len(requests) < max_active:
                 i = waiting.popleft()
-                ours = f"prompt-{i}"
-                theirs = engine.add_request(ours, TokensPrompt(prompt_token_ids=prompts[i]), sampling(i))
-                requests[ours], requests[theirs] = (i, theirs), (i, ours)
+                engine.add_request(f"prompt-{i}", TokensPrompt(prompt_token_ids=prompts[i]), sampling(i))
+                requests[f"prompt-{i}"] = i
 
         admit()
         while requests:
             outputs = engine.step()
             if not outputs and not engine.has_unfinished_requests():
-                raise RuntimeError(f"vLLM has no requests left but {len(requests) // 2} never finished")
+                raise RuntimeError(f"vLLM has no requests left but {len(requests)} never finished")
             for out in outputs:
                 if not out.finished or out.request_id not in requests:
                     continue
-                i, other = requests.pop(out.request_id)
-                requests.pop(other, None)
+                i = requests.pop(out.request_id)
                 for j, o in enumerate(sorted(out.outputs, key=lambda o: o.index)):
                     ids = list(o.token_ids)
                     if o.finish_reason == "stop" and ids and (ids[-1] in stop_ids or o.stop_reason is None):
