@@ -31,7 +31,7 @@ def naive(model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from restem_assets.transformers_engine import pick_dtype
+    from restem_assets.generation.dtype import pick_dtype
 
     tok = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=pick_dtype()).eval()

@@ -31,7 +31,7 @@ from bench.results import write_result
 
 import dagster as dg
 
-from dagster_project.resources import EngineResource
+from restem_assets.assets.resources import EngineResource
 from restem_assets.generation import Completion
 
 CHUNK_PROMPTS = 64
@@ -75,7 +75,7 @@ def _rss_bytes() -> int:
 def child(asset: str, root: str, home: str, problems: int, k: int) -> dict:
     """Run in a fresh process: materialize one asset, report its peak memory."""
     from dagster_project.instance import persistent_instance
-    from dagster_project.resources import ModelResource, ReSTResource, StorageResource
+    from restem_assets.assets.resources import ModelResource, ReSTResource, StorageResource
     from restem_assets.assets import estep, policy
     from restem_assets.model_cache import ensure_default_model
     from restem_assets.schemas import PROBLEMS

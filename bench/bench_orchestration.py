@@ -35,7 +35,7 @@ def settings(train: int, test: int) -> tuple[dict, dict]:
 
 def prepare(root: Path, task: dict) -> None:
     """The problems table (not timed)."""
-    from dagster_project.resources import TaskResource
+    from restem_assets.assets.resources import TaskResource
     from restem_assets.schemas import PROBLEMS
     from restem_assets.storage import ParquetStore
     from restem_assets.tasks.loading import load_problems
@@ -45,13 +45,14 @@ def prepare(root: Path, task: dict) -> None:
 
 def plain_iteration(root: Path, model: str, rest_cfg: dict) -> float:
     """samples, rewards, sft_set, finetune, evaluation as plain function calls (same logic as the assets)."""
-    from dagster_project.resources import ReSTResource
+    from restem_assets.assets.resources import ReSTResource
     from restem_assets.evaluation import evaluate_policy
     from restem_assets.finetune import FinetuneSettings, conversational_records, finetune
     from restem_assets.generation import make_engine
-    from restem_assets.sampling import Policy, sample_rows
+    from restem_assets.policy import Policy
+    from restem_assets.sampling import sample_rows
     from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, FINETUNE_LOG, REWARDS, SAMPLES, SFT_SET
-    from restem_assets.scoring import score_samples
+    from restem_assets.rewards import score_samples
     from restem_assets.sft_selection import SftSelector
     from restem_assets.storage import ParquetStore
 
@@ -101,13 +102,13 @@ def dagster_iteration(root: Path, home: Path, model: str, task: dict, rest_cfg: 
     """The `iteration` and `evaluate` jobs on a persistent instance, as `restem run` executes them."""
     import dagster as dg
 
-    from dagster_project.definitions import all_assets
+    from restem_assets.assets import ALL_ASSETS
     from dagster_project.instance import persistent_instance
     from dagster_project.jobs import ALL_JOBS
-    from dagster_project.resources import EngineResource, ModelResource, ReSTResource, StorageResource, TaskResource
+    from restem_assets.assets.resources import EngineResource, ModelResource, ReSTResource, StorageResource, TaskResource
 
     instance = persistent_instance(home)
-    defs = dg.Definitions(assets=all_assets, jobs=ALL_JOBS, resources={
+    defs = dg.Definitions(assets=ALL_ASSETS, jobs=ALL_JOBS, resources={
         "storage": StorageResource(root=str(root)), "model": ModelResource(base_model=model),
         "task": TaskResource(**task), "rest": ReSTResource(**rest_cfg), "engine": EngineResource(**ENGINE)})
     defs.resolve_job_def("setup").execute_in_process(instance=instance)  # problems + policy[0], not timed

@@ -1,6 +1,6 @@
 """Math reward throughput: answers checked per second, by the kind of answer.
 
-Three mixes of completions, scored with restem_assets.math_reward.score_math:
+Three mixes of completions, scored with restem_assets.rewards.math.score_math:
   numeric  `Answer: 42`-style integers and decimals (the exact Fraction path);
   latex    `\\boxed{\\frac{3}{4}}`, `\\sqrt{2}`, intervals (math-verify, sympy fallback);
   mixed    what an E-step produces: a third each of right, wrong and missing answers.
@@ -17,7 +17,7 @@ import time
 
 from bench.results import write_result
 
-from restem_assets.math_reward import score_math
+from restem_assets.rewards.math import score_math
 
 LATEX = [(r"\frac{3}{4}", r"\frac{6}{8}", r"\frac{2}{3}"), (r"\sqrt{2}", r"\sqrt{2}", r"\sqrt{3}"),
          (r"[1, 5)", r"[1,5)", r"(1, 5]"), (r"2\pi", r"2\pi", r"\pi"), (r"x^2 + 1", r"1 + x^2", r"x^2 - 1"),

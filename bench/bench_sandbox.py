@@ -26,8 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results import results_dir  # noqa: E402
-from restem_assets import human_eval_ref, sandbox  # noqa: E402
-from restem_assets.code_reward import CodeLimits, score_code_batch  # noqa: E402
+from restem_assets.rewards.code import sandbox  # noqa: E402
+from tests import human_eval_ref  # noqa: E402
+from restem_assets.rewards.code import CodeLimits, score_code_batch  # noqa: E402
 from restem_assets.tasks.code_datasets import read_humaneval  # noqa: E402
 
 

@@ -4,6 +4,9 @@ Every step runs as a job of the project's Definitions against the persistent
 instance in DAGSTER_HOME (default data/dagster_home), so `make ui` afterwards shows
 every run and materialization. Steps already materialized are skipped (pass
 --force to redo them), which makes re-running the command resume where it stopped.
+
+Flags become an explicit `Settings` (flags win over RESTEM_* variables) and the
+Definitions are built from it; the CLI never changes its own environment.
 """
 
 from __future__ import annotations
@@ -16,15 +19,29 @@ import time
 from pathlib import Path
 
 
-def _set_env(args: argparse.Namespace) -> None:
-    if getattr(args, "profile", None):
-        os.environ["RESTEM_PROFILE"] = args.profile
-    if getattr(args, "data_root", None):
-        os.environ["RESTEM_DATA_ROOT"] = str(Path(args.data_root).resolve()) if "://" not in args.data_root else args.data_root
-    if getattr(args, "dagster_home", None):
-        os.environ["DAGSTER_HOME"] = str(Path(args.dagster_home).resolve())
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+def _settings(args: argparse.Namespace):
+    from restem_assets.assets.resources import Settings
+
+    return Settings.from_env(profile=args.profile, data_root=args.data_root)
+
+
+def _dagster_home(args: argparse.Namespace) -> str | None:
+    return args.dagster_home or os.environ.get("DAGSTER_HOME")
+
+
+def _root_cause(result) -> str:
+    """One line per failed step: the innermost error's message, not Dagster's wrapper."""
+    lines = []
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            lines.append(f"{event.step_key}: {error.cls_name}: {error.message.strip().splitlines()[-1]}")
+    checks = [e.event_specific_data.check_name for e in result.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
+    lines += [f"check {name} failed" for name in checks]
+    return "; ".join(lines)
 
 
 def _execute(defs, instance, job_name: str, partition: str | None) -> float:
@@ -35,28 +52,28 @@ def _execute(defs, instance, job_name: str, partition: str | None) -> float:
     result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
     seconds = time.perf_counter() - t0
     if not result.success:
-        failures = [e.event_specific_data.error.message.strip().splitlines()[-1]
-                    for e in result.all_events if e.is_failure and e.event_specific_data
-                    and getattr(e.event_specific_data, "error", None)]
-        checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                  and not e.event_specific_data.passed]
-        why = "; ".join(failures) or "; ".join(f"check {c.event_specific_data.check_name} failed" for c in checks)
-        raise SystemExit(f"{label} failed after {seconds:.0f}s: {why or 'see the run in the webserver'}")
+        raise SystemExit(f"{label} failed after {seconds:.0f}s: {_root_cause(result) or 'see the run in the webserver'}")
     print(f"    {label} done in {seconds:.0f}s", flush=True)
     return seconds
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    _set_env(args)
+def _open(args: argparse.Namespace):
+    """(settings, Definitions, persistent instance) for a command's flags."""
+    from dagster_project.definitions import build_definitions
     from dagster_project.instance import persistent_instance
 
-    instance = persistent_instance()
-    from dagster_project.definitions import defs
-    from dagster_project.loop_state import Step, next_step, read_loop_state
-    from dagster_project.profiles import profile_name
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for the libraries: restem never contacts a hub
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    settings = _settings(args)
+    return settings, build_definitions(settings), persistent_instance(_dagster_home(args))
 
-    print(f"restem: profile {profile_name()}, DAGSTER_HOME={os.environ['DAGSTER_HOME']}, "
-          f"data root {os.environ.get('RESTEM_DATA_ROOT', 'data/')}", flush=True)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dagster_project.loop_state import Step, next_step, read_loop_state
+
+    settings, defs, instance = _open(args)
+    print(f"restem: profile {settings.profile}, DAGSTER_HOME={instance.root_directory}, "
+          f"data root {defs.resources['storage'].root}", flush=True)
     if args.force:
         _execute(defs, instance, "setup", None)
         for i in range(0, args.iterations + 1):
@@ -72,9 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             assert isinstance(step, Step)
             _execute(defs, instance, step.job, step.partition)
     _execute(defs, instance, "report_progress", None)
-    from dagster_project.resources import default_data_root
-
-    report = Path(default_data_root()) / "reports" / "progress.md"
+    report = Path(defs.resources["storage"].root) / "reports" / "progress.md"
     if report.exists():
         print("\n" + report.read_text())
         print(f"chart: {report.with_suffix('.png')}")
@@ -83,17 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_estep(args: argparse.Namespace) -> int:
     """Only the first half of an iteration: set-up, then samples -> rewards -> sft_set."""
-    _set_env(args)
-    from dagster_project.instance import persistent_instance
-
-    instance = persistent_instance()
-    from dagster_project.definitions import defs
-    from dagster_project.resources import default_data_root
-    from restem_assets.storage import ParquetStore
-
+    settings, defs, instance = _open(args)
     timings = {"setup": _execute(defs, instance, "setup", None)}
     timings["estep"] = _execute(defs, instance, "estep", str(args.iteration))
-    store = ParquetStore(default_data_root())
+    store = defs.resources["storage"].store()
     rewards = store.read_table("rewards", args.iteration).column("reward").to_pylist()
     summary = {
         "iteration": args.iteration,
@@ -109,20 +117,19 @@ def cmd_estep(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from restem_assets.analytics import main as sql_main
+    from restem_assets.analytics import print_query
 
-    _set_env(args)
-    argv = ["--root", os.environ.get("RESTEM_DATA_ROOT", "data")] + args.rest
-    return sql_main(argv)
+    return print_query(_settings(args).data_root, args.query, args.params, args.list)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    _set_env(args)
     from dagster_project.instance import prepare_dagster_home
 
-    home = prepare_dagster_home()
+    settings = _settings(args)
+    home = prepare_dagster_home(_dagster_home(args))
     print(f"dagster dev with DAGSTER_HOME={home}", flush=True)
-    os.execvp("dagster", ["dagster", "dev", "--host", args.host, "--port", str(args.port)])
+    env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_PROFILE=settings.profile, RESTEM_DATA_ROOT=settings.data_root)
+    os.execvpe("dagster", ["dagster", "dev", "--host", args.host, "--port", str(args.port)], env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--profile", help="default | ci | tiny (sets RESTEM_PROFILE)")
-        p.add_argument("--data-root", help="where tables and models go (sets RESTEM_DATA_ROOT)")
-        p.add_argument("--dagster-home", help="the Dagster instance directory (sets DAGSTER_HOME)")
+        p.add_argument("--profile", help="default | ci | tiny (else $RESTEM_PROFILE, else default)")
+        p.add_argument("--data-root", help="where tables and models go (else $RESTEM_DATA_ROOT, else ./data)")
+        p.add_argument("--dagster-home", help="the Dagster instance directory (else $DAGSTER_HOME, else ./data/dagster_home)")
 
     p = sub.add_parser("run", help="base evaluation plus N ReST^EM iterations, then the progress table")
     common(p)
@@ -148,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("sql", help="run a query from sql/ over the sample history (see --list)")
     common(p)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("query", nargs="?", help="query name, e.g. pass_rate_per_iteration")
+    p.add_argument("--list", action="store_true", help="list the query names and exit")
+    p.add_argument("--set", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                   help="query parameter, set as a DuckDB variable (repeatable), e.g. --set iteration=1")
     p.set_defaults(func=cmd_sql)
 
     p = sub.add_parser("ui", help="start the Dagster webserver on the project's instance")

@@ -1,29 +1,26 @@
-"""The Definitions that `dagster dev` / `dg dev` load (see [tool.dagster] in pyproject.toml)."""
+"""The Definitions that `dagster dev` / `dg dev` load (see [tool.dagster] in pyproject.toml).
+
+`build_definitions(settings)` is what the CLI calls with its flags; the module-level
+`defs` reads the environment once, through `Settings.from_env()`.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from dagster_project.jobs import ALL_JOBS
-from dagster_project.resources import default_resources
 from dagster_project.sensors import continue_rest_loop
-from restem_assets.assets import estep, evaluation, mstep, policy, problems, progress
+from restem_assets.assets import ALL_ASSETS
+from restem_assets.assets.resources import Settings, build_resources
 
-all_assets = [
-    problems.problems,
-    policy.policy,
-    policy.base_model,
-    estep.samples,
-    estep.rewards,
-    estep.sft_set,
-    mstep.finetune,
-    evaluation.evaluation,
-    progress.progress,
-]
 
-defs = dg.Definitions(
-    assets=all_assets,
-    jobs=ALL_JOBS,
-    sensors=[continue_rest_loop],
-    resources=default_resources(),
-)
+def build_definitions(settings: Settings | None = None, overrides: dict | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=ALL_JOBS,
+        sensors=[continue_rest_loop],
+        resources=build_resources(settings or Settings.from_env(), overrides),
+    )
+
+
+defs = build_definitions()

@@ -6,12 +6,9 @@ materialization the CLI records shows up in the webserver afterwards.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
-
-from dagster_project.resources import PROJECT_ROOT
 
 DAGSTER_YAML = """\
 # Written by restem. One torch-heavy step at a time: two on 2 cores slow each other 3x.
@@ -24,22 +21,18 @@ telemetry:
   enabled: false
 """
 
-
-def default_dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / "data" / "dagster_home").resolve()
+DEFAULT_DAGSTER_HOME = "data/dagster_home"  # relative to the working directory, beside the default data root
 
 
-def prepare_dagster_home(home: Path | None = None) -> Path:
+def prepare_dagster_home(home: str | Path | None = None) -> Path:
     """Create DAGSTER_HOME with restem's dagster.yaml (kept if the user wrote their own)."""
-    home = (home or default_dagster_home()).resolve()
+    home = Path(home or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
     return home
 
 
-def persistent_instance(home: Path | None = None) -> dg.DagsterInstance:
-    prepare_dagster_home(home)
-    return dg.DagsterInstance.get()
+def persistent_instance(home: str | Path | None = None) -> dg.DagsterInstance:
+    return dg.DagsterInstance.from_config(str(prepare_dagster_home(home)))

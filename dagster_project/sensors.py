@@ -1,37 +1,31 @@
 """A sensor that keeps the ReST^EM loop going from the webserver.
 
 Turn it on and it launches, one at a time, whatever the loop needs next (set-up,
-base evaluation, iteration i, evaluation of policy i) until the target number of
-iterations is reached or held-out greedy pass@1 stops improving (Algorithm 1).
-Off by default; the CLI driver does the same thing without it.
+base evaluation, iteration i, evaluation of policy i) until `rest.target_iterations`
+is reached or, with `rest.stop_when_no_improvement`, held-out greedy pass@1 stops
+improving (Algorithm 1). Off by default; the CLI driver does the same thing without it.
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from dagster_project.jobs import evaluate_job, iteration_job, progress_job, setup_job
 from dagster_project.loop_state import Step, next_step, read_loop_state
+from restem_assets.assets.resources import ReSTResource
 
 JOBS = {"setup": setup_job, "iteration": iteration_job, "evaluate": evaluate_job, "report_progress": progress_job}
 
 
-def target_iterations() -> int:
-    return int(os.environ.get("RESTEM_TARGET_ITERATIONS", "2"))
-
-
 @dg.sensor(jobs=[setup_job, iteration_job, evaluate_job, progress_job], minimum_interval_seconds=20,
            default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Continue ReST^EM until RESTEM_TARGET_ITERATIONS or until validation stops improving.")
-def continue_rest_loop(context: dg.SensorEvaluationContext):
+           description="Continue ReST^EM until rest.target_iterations or until validation stops improving.")
+def continue_rest_loop(context: dg.SensorEvaluationContext, rest: ReSTResource):
     busy = context.instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=1)
     if busy:
         return dg.SkipReason(f"run {busy[0].run_id} is still in progress")
-    stop = os.environ.get("RESTEM_STOP_WHEN_NO_IMPROVEMENT", "1") != "0"
-    step = next_step(read_loop_state(context.instance), target_iterations(), stop)
+    step = next_step(read_loop_state(context.instance), rest.target_iterations, rest.stop_when_no_improvement)
     if isinstance(step, str):
         return dg.SkipReason(step)
     return _run_request(step)

@@ -19,7 +19,7 @@ iteration=1)` does `SET VARIABLE iteration = 1`, which a query reads with
 from __future__ import annotations
 
 import argparse
-import os
+import importlib.resources
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -34,10 +34,18 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from restem_assets import schemas
+from restem_assets.storage import DEFAULT_DATA_ROOT
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# sql/ ships as the package `restem_sql` (see pyproject.toml), so a non-editable install finds it too.
+SQL_DIR = Path(str(importlib.resources.files("restem_sql")))
 VIEWS_PATH = SQL_DIR / "views.sql"
-DEFAULT_ROOT = "data"
+
+
+class UnknownQueryError(KeyError):
+    """A query name that is not one of sql/*.sql."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ def write_views(path: Path = VIEWS_PATH) -> Path:
     return path
 
 
-def connect(root: str = DEFAULT_ROOT, storage_options: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+def connect(root: str = DEFAULT_DATA_ROOT, storage_options: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with restem's views over the store at `root`.
 
     Local roots are read by DuckDB directly; any other fsspec root (s3://, memory://, ...)
@@ -147,13 +155,13 @@ def connect(root: str = DEFAULT_ROOT, storage_options: Mapping[str, Any] | None 
 
 def list_queries() -> list[str]:
     """Names of the queries in sql/ (every .sql file except views.sql)."""
-    return sorted(p.stem for p in SQL_DIR.glob("*.sql") if p != VIEWS_PATH)
+    return sorted(p.stem for p in SQL_DIR.glob("*.sql") if p.name != VIEWS_PATH.name)
 
 
 def query_path(name: str) -> Path:
     name = name.removesuffix(".sql")
     if name not in list_queries():
-        raise KeyError(f"no query named {name!r} in {SQL_DIR}; available: {', '.join(list_queries())}")
+        raise UnknownQueryError(f"no query named {name!r}; available: {', '.join(list_queries())}")
     return SQL_DIR / f"{name}.sql"
 
 
@@ -195,17 +203,39 @@ def _parse_value(text: str) -> Any:
     return text
 
 
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """`NAME=VALUE` strings -> query parameters (ints and floats converted)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        params[key] = _parse_value(value)
+    return params
+
+
+def print_query(root: str, name: str | None, params: Sequence[str] = (), list_only: bool = False) -> int:
+    """What `restem sql` prints: the query names, or one query's table; a bad name or parameter is one line."""
+    if list_only or not name:
+        print("\n".join(list_queries()))
+        return 0
+    try:
+        df = run_query(root, name, **parse_params(params))
+    except (UnknownQueryError, ValueError) as exc:
+        print(f"restem sql: {exc}", file=sys.stderr)
+        return 2
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=80):
+        print(df)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m restem_assets.analytics",
         description="Run one of restem's SQL queries (sql/*.sql) over a data root and print the table.",
     )
     parser.add_argument("query", nargs="?", help="query name, e.g. pass_rate_per_iteration")
-    parser.add_argument(
-        "--root",
-        default=os.environ.get("RESTEM_DATA_ROOT", DEFAULT_ROOT),
-        help="data root, a local path or fsspec URL (default: $RESTEM_DATA_ROOT or 'data')",
-    )
+    parser.add_argument("--root", default=DEFAULT_DATA_ROOT, help="data root, a local path or fsspec URL (default: data)")
     parser.add_argument(
         "--set", dest="params", action="append", default=[], metavar="NAME=VALUE",
         help="query parameter, set as a DuckDB variable (repeatable), e.g. --set iteration=1",
@@ -213,23 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the query names and exit")
     parser.add_argument("--write-views", action="store_true", help="regenerate sql/views.sql and exit")
     args = parser.parse_args(argv)
-
     if args.write_views:
         print(f"wrote {write_views()}")
         return 0
-    if args.list or not args.query:
-        print("\n".join(list_queries()))
-        return 0
-    params = {}
-    for item in args.params:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set expects NAME=VALUE, got {item!r}")
-        params[key] = _parse_value(value)
-    df = run_query(args.root, args.query, **params)
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=80):
-        print(df)
-    return 0
+    return print_query(args.root, args.query, args.params, args.list)
 
 
 if __name__ == "__main__":

@@ -12,36 +12,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from restem_assets.generation import GenerationEngine, ProgressFn, SamplingParams
-from restem_assets.math_reward import canonical_answer
 from restem_assets.metrics import majority_vote, pass_at_k
-from restem_assets.prompts import build_messages
-from restem_assets.sampling import Policy, sample_row
-from restem_assets.scoring import score_samples
+from restem_assets.policy import Policy
+from restem_assets.rewards import score_samples
+from restem_assets.rewards.math import canonical_answer
+from restem_assets.sampling import generate_rows, render_prompts
 from restem_assets.storage import TableWriter
 
 
 @dataclass
 class EvalSummary:
-    problems: int
     k: int
     greedy_pass_at_1: float
     pass_at_1: float
     pass_at_k: float
     maj_at_k: float
     greedy_format_rate: float  # share of greedy completions with an extracted answer / program
-    greedy_correct: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
-def _sample_and_score(engine, problems, params, mode, policy, problems_by_id, writer, progress=None) -> list[dict]:
-    messages = [build_messages(p) for p in problems]
-    rendered = [engine.render_prompt(m) for m in messages]
+def _sample_and_score(engine, problems, prompts, params, mode, policy, problems_by_id, writer,
+                      progress=None) -> list[dict]:
     scored: list[dict] = []
-    for chunk in engine.generate(messages, params, progress=progress):
-        rows = [{"mode": mode, **sample_row(problems[c.prompt_index]["problem_id"], rendered[c.prompt_index], c, policy,
-                                            engine.name, params)} for c in chunk]
+    for rows in generate_rows(engine, problems, prompts, params, policy, progress):
+        rows = [{"mode": mode, **row} for row in rows]
         for row, reward in zip(rows, score_samples(rows, problems_by_id), strict=True):
             row.update({k: reward[k] for k in ("extracted_answer", "reward", "reason", "details")})
         writer.write(rows)
@@ -92,14 +85,12 @@ def summarize(rows: Sequence[Mapping[str, Any]], greedy: Sequence[Mapping], k: i
         return sum(float(r[key]) for r in rows) / n if n else 0.0
 
     return EvalSummary(
-        problems=n,
         k=k,
         greedy_pass_at_1=mean("greedy_correct"),
         pass_at_1=mean("pass_at_1"),
         pass_at_k=mean("pass_at_k"),
         maj_at_k=mean("majority_correct"),
         greedy_format_rate=(sum(g["extracted_answer"] is not None for g in greedy) / len(greedy)) if greedy else 0.0,
-        greedy_correct=sum(bool(r["greedy_correct"]) for r in rows),
     )
 
 
@@ -116,9 +107,10 @@ def evaluate_policy(
     """`progress(mode)` may return a ProgressFn per decoding mode (for logs and progress bars)."""
     if not greedy_params.greedy:
         raise ValueError("greedy_params must have temperature 0")
-    greedy = _sample_and_score(engine, problems, greedy_params, "greedy", policy, problems_by_id, writer,
+    prompts = render_prompts(engine, problems)
+    greedy = _sample_and_score(engine, problems, prompts, greedy_params, "greedy", policy, problems_by_id, writer,
                                progress("greedy") if progress else None)
-    sampled = _sample_and_score(engine, problems, sampled_params, "sampled", policy, problems_by_id, writer,
+    sampled = _sample_and_score(engine, problems, prompts, sampled_params, "sampled", policy, problems_by_id, writer,
                                 progress("sampled") if progress else None)
     rows = per_problem_rows(problems, greedy, sampled, sampled_params.n)
     return rows, summarize(rows, greedy, sampled_params.n)

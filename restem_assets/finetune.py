@@ -9,7 +9,6 @@ temporary directory renamed into place.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restem_assets.atomic import staged_dir
 from restem_assets.prompts import build_messages
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,52 @@ def conversational_records(sft_rows: Sequence[Mapping[str, Any]], problems: Mapp
 def _use_bf16() -> bool:
     import torch
 
-    from restem_assets.transformers_engine import pick_dtype
+    from restem_assets.generation.dtype import pick_dtype
 
     return pick_dtype("auto") == torch.bfloat16
+
+
+def _sft_config(settings: FinetuneSettings, output_dir: Path, bf16: bool):
+    """TRL's SFTConfig for our settings: loss on completion tokens only, no checkpoints, log every step."""
+    import torch
+    from trl import SFTConfig
+
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=settings.batch_size,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=0,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=settings.seed,
+        bf16=bf16,
+        use_cpu=not torch.cuda.is_available(),
+        completion_only_loss=True,
+        max_length=settings.max_length,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+
+
+def _lora_config(settings: FinetuneSettings):
+    if settings.method != "lora":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank, lora_dropout=0.0,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _loss_history(trainer) -> list[dict[str, Any]]:
+    return [
+        {"step": h["step"], "epoch": float(h.get("epoch", 0.0)), "loss": float(h["loss"]),
+         "learning_rate": float(h.get("learning_rate", 0.0))}
+        for h in trainer.state.log_history if "loss" in h
+    ]
 
 
 def finetune(init_model: str, records: list[dict], out_dir: Path, settings: FinetuneSettings) -> FinetuneResult:
@@ -79,78 +122,33 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     if not records:
         raise ValueError("no SFT records: nothing to fine-tune on")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     bf16 = settings.dtype in ("bf16", "bfloat16") or (settings.dtype == "auto" and _use_bf16())
+    work = Path(tempfile.mkdtemp(prefix="restem-trainer-"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(init_model)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(init_model, dtype=torch.bfloat16 if bf16 else torch.float32)
-        peft_config = None
-        if settings.method == "lora":
-            from peft import LoraConfig
-
-            peft_config = LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank, lora_dropout=0.0,
-                                     target_modules="all-linear", task_type="CAUSAL_LM")
-        config = SFTConfig(
-            output_dir=str(work / "trainer"),
-            per_device_train_batch_size=settings.batch_size,
-            num_train_epochs=settings.epochs,
-            max_steps=settings.max_steps,
-            learning_rate=settings.learning_rate,
-            lr_scheduler_type="constant_with_warmup",
-            warmup_steps=0,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=[],
-            seed=settings.seed,
-            bf16=bf16,
-            use_cpu=not torch.cuda.is_available(),
-            completion_only_loss=True,
-            max_length=settings.max_length,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-        )
-        trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(records),
-                             processing_class=tokenizer, peft_config=peft_config)
+        trainer = SFTTrainer(model=model, args=_sft_config(settings, work, bf16), train_dataset=Dataset.from_list(records),
+                             processing_class=tokenizer, peft_config=_lora_config(settings))
         # completion tokens the loss is computed on (+1: the end-of-turn token each completion ends with)
         completion_tokens = sum(len(tokenizer(r["completion"][0]["content"], add_special_tokens=False)["input_ids"]) + 1
                                 for r in records)
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
-        trained = trainer.model
-        if settings.method == "lora":
-            trained = trained.merge_and_unload()
-        staged = work / "model"
-        trained.save_pretrained(staged, safe_serialization=True)
-        tokenizer.save_pretrained(staged)
-        history = [
-            {"step": h["step"], "epoch": float(h.get("epoch", 0.0)), "loss": float(h["loss"]),
-             "learning_rate": float(h.get("learning_rate", 0.0))}
-            for h in trainer.state.log_history if "loss" in h
-        ]
-        _replace_dir(staged, out_dir)
+        trained = trainer.model.merge_and_unload() if settings.method == "lora" else trainer.model
+        with staged_dir(Path(out_dir)) as staged:
+            trained.save_pretrained(staged, safe_serialization=True)
+            tokenizer.save_pretrained(staged)
+        history = _loss_history(trainer)
         return FinetuneResult(
             examples=len(records), completion_tokens=completion_tokens, steps=trainer.state.global_step,
             seconds=seconds, final_loss=history[-1]["loss"] if history else None, log=history,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _replace_dir(staged: Path, final: Path) -> None:
-    """Move `staged` to `final`; an existing `final` is swapped out first, then deleted."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(staged, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -46,17 +46,6 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool]) -> tup
     return winner, any(ok for a, ok in zip(answers, correct) if a == winner)
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for a proportion (used to report pass@1 with its noise)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def paired_difference_interval(before: Sequence[bool], after: Sequence[bool], z: float = 1.96) -> tuple[float, float, float]:
     """Difference in accuracy (after - before) on the same problems with a 95% paired (Wald) interval.
 

@@ -13,9 +13,10 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+
+from restem_assets.atomic import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -79,17 +80,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     if hasattr(model.config, "quantization_config"):
         delattr(model.config, "quantization_config")
     model.is_quantized = False
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -129,12 +122,8 @@ def resolve_model(model: str | None) -> str:
         name = path.rstrip("/").replace("/", "_")
         target = cache_dir() / "remote" / name
         if not is_model_dir(target):
-            tmp = Path(tempfile.mkdtemp(prefix=".remote-", dir=cache_dir()))
-            fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
+            with staged_dir(target) as tmp:
+                fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
         return str(target)
     raise FileNotFoundError(f"model {model!r} is neither 'default', a local directory, nor an fsspec URL")
 

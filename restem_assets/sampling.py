@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams
+from restem_assets.policy import Policy
 from restem_assets.prompts import build_messages
 from restem_assets.storage import TableWriter
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The model that produced a sample: "base" or the fine-tune of an iteration."""
-
-    policy_id: str
-    path: str
 
 
 @dataclass
@@ -53,6 +46,25 @@ def sample_row(problem_id: str, prompt: str, c: Completion, policy: Policy, engi
     }
 
 
+def render_prompts(engine: GenerationEngine, problems: Sequence[dict[str, Any]]) -> list[str]:
+    """Each problem's chat prompt rendered once, as the engine will feed it and as samples store it."""
+    return [engine.render_prompt(build_messages(p)) for p in problems]
+
+
+def generate_rows(
+    engine: GenerationEngine,
+    problems: Sequence[dict[str, Any]],
+    prompts: Sequence[str],
+    params: SamplingParams,
+    policy: Policy,
+    progress: ProgressFn | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """SAMPLES rows chunk by chunk, `params.n` per problem, for prompts from `render_prompts`."""
+    for chunk in engine.generate(prompts, params, progress=progress):
+        yield [sample_row(problems[c.prompt_index]["problem_id"], prompts[c.prompt_index], c, policy, engine.name, params)
+               for c in chunk]
+
+
 def sample_rows(
     engine: GenerationEngine,
     problems: Sequence[dict[str, Any]],
@@ -62,16 +74,12 @@ def sample_rows(
     progress: ProgressFn | None = None,
 ) -> SamplingStats:
     """Sample `params.n` completions for each problem and append SAMPLES rows chunk by chunk."""
-    messages = [build_messages(p) for p in problems]
-    rendered = [engine.render_prompt(m) for m in messages]
     stats = SamplingStats()
     start = time.perf_counter()
-    for chunk in engine.generate(messages, params, progress=progress):
-        rows = [sample_row(problems[c.prompt_index]["problem_id"], rendered[c.prompt_index], c, policy, engine.name, params)
-                for c in chunk]
-        for c in chunk:
-            stats.tokens += c.n_tokens
-            stats.truncated += c.finish_reason == "length"
+    for rows in generate_rows(engine, problems, render_prompts(engine, problems), params, policy, progress):
+        for r in rows:
+            stats.tokens += r["n_tokens"]
+            stats.truncated += r["finish_reason"] == "length"
         writer.write(rows)
         stats.samples += len(rows)
     stats.seconds = time.perf_counter() - start

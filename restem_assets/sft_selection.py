@@ -9,7 +9,7 @@ is an unbiased, reproducible pick.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -48,9 +48,3 @@ class SftSelector:
             out.extend(ranked[: self.max_per_problem])
         return out
 
-
-def select_sft_rows(pairs: Iterable[tuple[Mapping[str, Any], float]], max_per_problem: int = 10) -> list[dict[str, Any]]:
-    sel = SftSelector(max_per_problem)
-    for sample, reward in pairs:
-        sel.add(sample, reward)
-    return sel.rows()

@@ -10,7 +10,6 @@ memory stays bounded by the chunk size, not the table size.
 from __future__ import annotations
 
 import posixpath
-import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -20,7 +19,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
+from restem_assets.atomic import staged_file
+
 PART_NAME = "part-0.parquet"
+DEFAULT_DATA_ROOT = "data"  # relative to the working directory, like every command's default
 
 
 class TableNotFoundError(FileNotFoundError):
@@ -61,30 +63,9 @@ class ParquetStore:
     @contextmanager
     def writer(self, table: str, schema: pa.Schema, iteration: int | None = None):
         """Yield a `TableWriter`; the file appears at its final path only on clean exit."""
-        final = self.table_path(table, iteration)
-        directory = posixpath.dirname(final)
-        self.fs.makedirs(directory, exist_ok=True)
-        tmp = posixpath.join(directory, f".{PART_NAME}.tmp-{uuid.uuid4().hex}")
-        try:
-            with self.fs.open(tmp, "wb") as fh:
-                with pq.ParquetWriter(fh, schema, compression="zstd") as pw:
-                    tw = TableWriter(pw, schema, table)
-                    yield tw
-            self._replace(tmp, final)
-        except BaseException:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
-            raise
-
-    def _replace(self, tmp: str, final: str) -> None:
-        if self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol:
-            import os
-
-            os.replace(tmp, final)  # atomic on POSIX
-        else:
-            if self.fs.exists(final):
-                self.fs.rm(final)
-            self.fs.mv(tmp, final)
+        with staged_file(self.fs, self.table_path(table, iteration)) as tmp, self.fs.open(tmp, "wb") as fh:
+            with pq.ParquetWriter(fh, schema, compression="zstd") as pw:
+                yield TableWriter(pw, schema, table)
 
     def write_table(
         self, table: str, data: pa.Table | Sequence[Mapping[str, Any]], schema: pa.Schema, iteration: int | None = None
@@ -170,10 +151,6 @@ class TableWriter:
         if data.num_rows:
             self._pw.write_table(data)
             self.rows += data.num_rows
-
-
-def open_store(root: str, storage_options: Mapping[str, Any] | None = None) -> ParquetStore:
-    return ParquetStore(root, storage_options)
 
 
 def fsspec_open(url: str, mode: str = "rb", **kwargs):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.resources import EngineResource, ModelResource, ReSTResource, StorageResource, TaskResource
+from restem_assets.assets.resources import EngineResource, ModelResource, ReSTResource, StorageResource, TaskResource
 from restem_assets.assets import estep, evaluation, mstep, policy, problems
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -47,7 +47,7 @@ def test_definitions_load_and_jobs_resolve():
 
 def test_samples_depend_on_previous_policy_partition():
     graph = defs.resolve_asset_graph()
-    from dagster_project.partitions import previous_policy_mapping
+    from restem_assets.assets.partitions import previous_policy_mapping
 
     mapped = previous_policy_mapping.get_upstream_mapped_partitions_result_for_partitions(
         graph.get(dg.AssetKey("samples")).partitions_def.subset_with_partition_keys(["3"]),

@@ -132,13 +132,14 @@ def test_bad_rows_name_file_row_and_field(tmp_path, change, field):
     with pytest.raises(ValueError) as err:
         read_apps(path)
     message = str(err.value)
-    assert path in message and "row 2" in message and field in message
+    # rows count from 1, as an editor counts lines (one rule for every loader: records.Record)
+    assert f"{path}: row 3: field '" in message and field in message
 
 
 def test_a_line_that_is_not_json(tmp_path):
     path = tmp_path / "broken.jsonl"
     path.write_text(json.dumps(RAW[0]) + "\n{oops\n")
-    with pytest.raises(ValueError, match=r"broken\.jsonl: row 1: not valid JSON"):
+    with pytest.raises(ValueError, match=r"broken\.jsonl: row 2: not valid JSON"):  # line 2, counted from 1
         read_apps(str(path))
 
 
@@ -173,5 +174,33 @@ def test_humaneval_limits_and_kind_check():
 
 def test_humaneval_bad_row(tmp_path):
     path = write_jsonl(tmp_path / "he.jsonl", [{"task_id": "X/0", "prompt": "def f():\n", "entry_point": "f"}])
-    with pytest.raises(ValueError, match=r"he\.jsonl: row 0: field 'test' is missing"):
+    with pytest.raises(ValueError, match=r"he\.jsonl: row 1: field 'test' is missing"):  # rows count from 1
         load_humaneval(TaskSpec(kind="humaneval", train_path=path))
+
+
+def test_apps_id_is_the_shared_problem_id():
+    from restem_assets.tasks.code_datasets import apps_problem_id
+    from restem_assets.tasks.problem_ids import problem_id
+
+    io = {"inputs": ["1 2\n"], "outputs": ["3\n"]}
+    blob = json.dumps(["Add.", "", io], sort_keys=True, ensure_ascii=False)
+    assert apps_problem_id("Add.", "", io) == problem_id("apps", blob)
+    assert re.fullmatch(r"apps-[0-9a-f]{12}", apps_problem_id("Add.", "", io))
+
+
+def test_a_file_without_testable_problems_or_an_empty_split_names_the_file(tmp_path):
+    untested = write_jsonl(tmp_path / "untested.jsonl", [r for r in RAW if not r["input_output"]])
+    with pytest.raises(ValueError, match=r"untested\.jsonl: no usable rows \(1 APPS problems without test cases"):
+        load_apps(apps_spec(train_path=untested))
+    with pytest.raises(ValueError, match=r"apps_sample\.jsonl with test_fraction=0\.0 .*test split is empty, but test_size=2"):
+        load_apps(apps_spec(test_fraction=0.0, test_size=2))
+
+
+def test_limits_keep_file_order_and_do_not_depend_on_it(tmp_path):
+    # one limit rule for every loader: the N smallest seeded id hashes, listed in file order
+    picked = [r["problem_id"] for r in load_apps(apps_spec(test_fraction=0.0, train_size=3))]
+    every = [r["problem_id"] for r in load_apps(apps_spec(test_fraction=0.0))]
+    assert picked == [pid for pid in every if pid in picked]
+    reversed_path = write_jsonl(tmp_path / "reversed.jsonl", list(reversed(RAW)))
+    backwards = [r["problem_id"] for r in load_apps(apps_spec(train_path=reversed_path, test_fraction=0.0, train_size=3))]
+    assert backwards == list(reversed(picked))

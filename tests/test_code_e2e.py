@@ -5,7 +5,7 @@ import json
 import dagster as dg
 import pytest
 
-from dagster_project.resources import TaskResource
+from restem_assets.assets.resources import TaskResource
 from restem_assets.analytics import run_query
 from restem_assets.storage import ParquetStore
 from tests.e2e_helpers import ESTEP_ASSETS, FIXTURES, SETUP_ASSETS, materialize, resources

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from restem_assets.code_extraction import defines_function, extract_code, extract_program, fenced_blocks
+from restem_assets.rewards.code.extraction import defines_function, extract_code, extract_program, fenced_blocks
 
 HE_META = {
     "format": "humaneval",

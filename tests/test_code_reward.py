@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from restem_assets import code_judge, sandbox
-from restem_assets.code_reward import (
+from restem_assets.rewards.code import judge as code_judge, sandbox
+from restem_assets.rewards.code import (
     REASONS,
     CodeLimits,
     _interpret,
@@ -59,7 +59,7 @@ def test_details_describe_each_test_and_the_isolation(fixture_verdicts):
 def test_no_program_and_syntax_error_need_no_sandbox():
     row = ROWS[4001]
     verdict = score_code("I would use C++ here:\n```cpp\nint main() {}\n```", row)
-    assert (verdict.reward, verdict.reason, verdict.extracted_program) == (0.0, "no_program", None)
+    assert (verdict.reward, verdict.reason, verdict.extracted_answer) == (0.0, "no_program", None)
     verdict = score_code("```python\nprint(1 +\n```", row)
     assert verdict.reason == "syntax_error" and "SyntaxError" in json.loads(verdict.details)["error"]
 
@@ -68,13 +68,13 @@ def test_fenced_answer_with_prose_and_tolerant_stdout():
     row = ROWS[4001]
     completion = "Read both numbers and add.\n```python\na, b = map(int, input().split())\nprint(' ', a + b, '\\n\\n')\n```"
     verdict = score_code(completion, row)
-    assert verdict.reason == "passed" and verdict.extracted_program.startswith("a, b")
+    assert verdict.reason == "passed" and verdict.extracted_answer.startswith("a, b")
 
 
 def test_starter_code_continuation_passes():
     verdict = score_code("    return ' '.join(s.split(' ')[::-1])\n", ROWS[2501])
     assert verdict.reason == "passed", verdict.details
-    assert verdict.extracted_program.startswith("def reverse_words(s):")
+    assert verdict.extracted_answer.startswith("def reverse_words(s):")
 
 
 def test_accepts_row_metadata_dict_or_json():

@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from dagster_project.resources import TaskResource
+from restem_assets.assets.resources import TaskResource
 from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
 from restem_assets.storage import ParquetStore
 from tests.e2e_helpers import ESTEP_ASSETS, SETUP_ASSETS, materialize, resources

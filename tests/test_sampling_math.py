@@ -3,7 +3,7 @@
 import torch
 
 from restem_assets.generation import SamplingParams
-from restem_assets.transformers_engine import sample_next
+from restem_assets.generation.transformers_engine import sample_next
 
 
 def draws(logits, params, n=400):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from restem_assets import sandbox as sb
+from restem_assets.rewards.code import sandbox as sb
 
 BWRAP = sb.detect_isolation("auto").mode == "bwrap"
 MODES = ["auto", "rlimits"]  # "auto" is bwrap where the machine allows it
@@ -30,7 +30,7 @@ def test_detection_is_cached_and_reports_what_it_found():
 def test_forced_fallback_warns_loudly(caplog):
     sb._warned.clear()
     sb._detected.pop("rlimits", None)
-    with caplog.at_level(logging.WARNING, logger="restem_assets.sandbox"):
+    with caplog.at_level(logging.WARNING, logger="restem_assets.rewards.code.sandbox"):
         iso = sb.detect_isolation("rlimits")
     assert iso.degraded and "DEGRADED" in caplog.text
     result = run("print('hi')", "rlimits")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from restem_assets import sandbox as sb
-from restem_assets.code_reward import CodeLimits, score_code_batch
+from restem_assets.rewards.code import sandbox as sb
+from restem_assets.rewards.code import CodeLimits, score_code_batch
 from restem_assets.tasks.code_datasets import read_humaneval
 
 HE0 = next(r for r in read_humaneval() if r["problem_id"] == "humaneval-HumanEval-0")

@@ -1,6 +1,6 @@
 import pytest
 
-from restem_assets.scoring import score_samples
+from restem_assets.rewards import score_samples
 
 
 def problem(pid, verifier="math", answer="12", metadata="{}"):

@@ -1,6 +1,14 @@
 import pytest
 
-from restem_assets.sft_selection import select_sft_rows
+from restem_assets.sft_selection import SftSelector
+
+
+def select_sft_rows(pairs, max_per_problem=10):
+    """Stream (sample, reward) pairs through the selector, as the sft_set asset does."""
+    selector = SftSelector(max_per_problem)
+    for sample, reward in pairs:
+        selector.add(sample, reward)
+    return selector.rows()
 
 
 def s(pid, idx, completion):

@@ -19,7 +19,7 @@ import pytest
 
 from restem_assets.schemas import PROBLEMS
 from restem_assets.tasks import reasoning_gym_tasks
-from restem_assets.tasks.file_datasets import file_format
+from restem_assets.tasks.records import file_format
 from restem_assets.tasks.loading import load_problems, problems_table, score_reasoning_gym
 from restem_assets.tasks.problem_ids import problem_id
 from restem_assets.tasks.spec import DEFAULT_CHAIN_SUM_CONFIG, TaskSpec
@@ -250,15 +250,22 @@ def test_carved_test_split_is_deterministic_and_disjoint(tmp_path):
     assert_disjoint_and_unique(table)
     train, test = questions(table, "train"), questions(table, "test")
     assert len(train) + len(test) == 11 and train and test
-    # a literal, so the carve is the same on every machine and Python process
-    assert sorted(r["answer"] for r in split_rows(table, "test")) == ["10", "100", "3", "54", "780"]
+    # a literal, so the carve is the same on every machine and Python process (it hashes the
+    # problem id, like every file-backed task, since all loaders share records.carve)
+    assert sorted(r["answer"] for r in split_rows(table, "test")) == ["100", "3", "4700", "54", "72"]
     # the same carve whatever the file order: membership depends on content only
     shuffled = tmp_path / "all_reversed.jsonl"
     shuffled.write_text("\n".join(reversed(combined.read_text().splitlines())) + "\n")
     other = load_problems(gsm8k_spec(train_path=str(shuffled), test_path=None, test_fraction=0.4, seed=11))
     assert set(questions(other, "test")) == set(test)
-    with pytest.raises(ValueError, match="test_fraction must be strictly between 0 and 1"):
-        load_problems(gsm8k_spec(train_path=str(combined), test_path=None, test_fraction=1.0))
+    # test_fraction may be 0 or 1 (as it always could for the code sets: one rule for all), not outside [0, 1] ...
+    with pytest.raises(ValueError, match=r"test_fraction must be in \[0, 1\]"):
+        load_problems(gsm8k_spec(train_path=str(combined), test_path=None, test_fraction=1.5))
+    all_test = load_problems(gsm8k_spec(train_path=str(combined), test_path=None, test_fraction=1.0))
+    assert set(questions(all_test, "test")) == set(train + test) and not questions(all_test, "train")
+    # ... and a carve that leaves a split empty while a size was asked for it is an error naming the file
+    with pytest.raises(ValueError, match=r"all\.jsonl with test_fraction=1\.0.*the train split is empty, but train_size=3"):
+        load_problems(gsm8k_spec(train_path=str(combined), test_path=None, test_fraction=1.0, train_size=3))
 
 
 def test_size_limits_are_deterministic_subsets_in_file_order():
@@ -323,17 +330,20 @@ GOOD_GSM = {"question": "What is 2 + 3?", "answer": "2 + 3 = 5\n#### 5"}
 GOOD_MATH = {"problem": "What is $1+1$?", "solution": "$1+1=\\boxed{2}$", "level": "Level 1", "type": "Algebra"}
 
 
+# One message shape for every file-backed task (records.Record.error), rows counted from 1 as an
+# editor counts lines: `<file>: row <N>: field '<name>' ...`. A required text field must not be blank.
 @pytest.mark.parametrize(
     "kind, rows, message",
     [
-        ("gsm8k", [GOOD_GSM, {"question": "Q?"}], r"bad\.jsonl, line 2: missing required field 'answer'"),
-        ("gsm8k", [GOOD_GSM, GOOD_GSM | {"answer": "it is 5"}], r"bad\.jsonl, line 2: field 'answer' has no '#### <final answer>'"),
-        ("gsm8k", [GOOD_GSM, "", {"answer": "#### 5"}], r"bad\.jsonl, line 3: missing required field 'question'"),
-        ("gsm8k", [GOOD_GSM, "{not json"], r"bad\.jsonl, line 2: invalid JSON"),
-        ("gsm8k", [GOOD_GSM, "[1, 2]"], r"bad\.jsonl, line 2: expected a JSON object"),
-        ("gsm8k", [GOOD_GSM | {"question": 7}], r"bad\.jsonl, line 1: field 'question' must be a non-empty string"),
-        ("math", [GOOD_MATH, {"solution": "\\boxed{1}"}], r"bad\.jsonl, line 2: missing required field 'problem'"),
-        ("math", [GOOD_MATH, GOOD_MATH | {"problem": "P", "solution": "so x = 3."}], r"bad\.jsonl, line 2: field 'solution' has no non-empty \\boxed"),
+        ("gsm8k", [GOOD_GSM, {"question": "Q?"}], r"bad\.jsonl: row 2: field 'answer' is missing"),
+        ("gsm8k", [GOOD_GSM, GOOD_GSM | {"answer": "it is 5"}], r"bad\.jsonl: row 2: field 'answer' has no '#### <final answer>'"),
+        ("gsm8k", [GOOD_GSM, "", {"answer": "#### 5"}], r"bad\.jsonl: row 3: field 'question' is missing"),
+        ("gsm8k", [GOOD_GSM, "{not json"], r"bad\.jsonl: row 2: not valid JSON"),
+        ("gsm8k", [GOOD_GSM, "[1, 2]"], r"bad\.jsonl: row 2: expected a JSON object"),
+        ("gsm8k", [GOOD_GSM | {"question": 7}], r"bad\.jsonl: row 1: field 'question' must be str, got int"),
+        ("gsm8k", [GOOD_GSM | {"question": "  "}], r"bad\.jsonl: row 1: field 'question' is empty"),
+        ("math", [GOOD_MATH, {"solution": "\\boxed{1}"}], r"bad\.jsonl: row 2: field 'problem' is missing"),
+        ("math", [GOOD_MATH, GOOD_MATH | {"problem": "P", "solution": "so x = 3."}], r"bad\.jsonl: row 2: field 'solution' has no non-empty \\boxed"),
     ],
 )
 def test_bad_jsonl_rows_name_file_line_and_field(tmp_path, kind, rows, message):
@@ -345,7 +355,7 @@ def test_bad_jsonl_rows_name_file_line_and_field(tmp_path, kind, rows, message):
 def test_bad_parquet_row_names_row_and_field(tmp_path):
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.Table.from_pylist([GOOD_MATH, {"problem": "P", "solution": None, "level": None, "type": None}]), path)
-    with pytest.raises(ValueError, match=r"bad\.parquet, row 2: missing required field 'solution'"):
+    with pytest.raises(ValueError, match=r"bad\.parquet: row 2: field 'solution' is missing"):
         load_problems(math_spec(test_path=str(path)))
 
 

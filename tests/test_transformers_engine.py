@@ -5,7 +5,7 @@ import torch
 
 from restem_assets.generation import SamplingParams
 from restem_assets.prompts import build_messages
-from restem_assets.transformers_engine import TransformersEngine
+from restem_assets.generation.transformers_engine import TransformersEngine
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from restem_assets.generation import SamplingParams, make_engine, resolve_engine_kind, vllm_available
-from restem_assets.math_reward import extract_final_answer
+from restem_assets.rewards.math import extract_final_answer
 from restem_assets.prompts import build_messages
 from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
 from restem_assets.tasks.spec import TaskSpec
@@ -42,7 +42,7 @@ def test_setup_installed_vllm():
 
 def test_worker_reports_bad_commands():
     """The worker answers a protocol error with an error event (no model needed)."""
-    proc = subprocess.run([sys.executable, "-m", "restem_assets.vllm_worker"], input='{"cmd": "bogus"}\n',
+    proc = subprocess.run([sys.executable, "-m", "restem_assets.generation.vllm_worker"], input='{"cmd": "bogus"}\n',
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     event = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -145,7 +145,7 @@ def test_sampled_length_and_format_statistics_are_similar(outputs, record_proper
 def test_close_ends_the_worker_process(outputs, messages):
     engine = outputs["vllm"]["engine"]
     assert engine._proc.poll() is not None, "the worker (and its memory) must be gone after close()"
-    from restem_assets.vllm_engine import VLLMWorkerError
+    from restem_assets.generation.vllm_engine import VLLMWorkerError
 
     with pytest.raises(VLLMWorkerError, match="closed"):
         next(engine.generate(messages[:1], GREEDY))

@@ -5,44 +5,14 @@ import time
 
 import dagster as dg
 
-from dagster_project.partitions import iteration_partitions, previous_policy_mapping
-from dagster_project.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.markdown import markdown_table
+from restem_assets.assets.partitions import iteration_partitions, previous_policy_mapping
+from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
+from restem_assets.assets.common import TORCH_POOL, markdown_table, progress_logger, read_problems
 from restem_assets.assets.policy import POLICY_KEY, lookup_policy
 from restem_assets.sampling import sample_rows
 from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
-from restem_assets.scoring import RewardStats, accumulate, score_samples
+from restem_assets.rewards import RewardStats, accumulate, score_samples
 from restem_assets.sft_selection import SftSelector
-from restem_assets.storage import ParquetStore
-
-TORCH_POOL = "torch"  # one torch-heavy step at a time: two on 2 cores slow each other 3x
-
-
-def read_problems(store: ParquetStore, split: str | None = None) -> list[dict]:
-    rows = store.read_table("problems").to_pylist()
-    return [r for r in rows if split is None or r["split"] == split]
-
-
-def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: float = 15.0):
-    """A ProgressFn that logs to Dagster at most every `every_s` seconds (and at the end)."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=None, desc=label, unit="prompt")
-    state = {"last": 0.0, "t0": time.perf_counter()}
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        now = time.perf_counter()
-        if done == total or now - state["last"] >= every_s:
-            state["last"] = now
-            context.log.info("%s: %d/%d prompts (%.0f s)", label, done, total, now - state["t0"])
-        if done == total:
-            bar.close()
-
-    return progress
-
 
 @dg.asset(
     partitions_def=iteration_partitions,

@@ -4,10 +4,9 @@ import time
 
 import dagster as dg
 
-from dagster_project.partitions import policy_partitions
-from dagster_project.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.estep import TORCH_POOL, progress_logger, read_problems
-from restem_assets.assets.markdown import markdown_table
+from restem_assets.assets.partitions import policy_partitions
+from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
+from restem_assets.assets.common import TORCH_POOL, markdown_table, progress_logger, read_problems
 from restem_assets.assets.policy import POLICY_KEY, lookup_policy
 from restem_assets.evaluation import evaluate_policy
 from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS

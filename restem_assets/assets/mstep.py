@@ -1,29 +1,20 @@
 """M-step asset: fine-tune on iteration i's SFT set; reports policy[i]."""
 
-import posixpath
 import shutil
 import tempfile
 from pathlib import Path
 
 import dagster as dg
 
-from dagster_project.partitions import iteration_partitions
-from dagster_project.resources import ReSTResource, StorageResource
-from restem_assets.assets.estep import TORCH_POOL, read_problems
-from restem_assets.assets.markdown import markdown_table
+from restem_assets.assets.partitions import iteration_partitions
+from restem_assets.assets.resources import ReSTResource, StorageResource
+from restem_assets.assets.common import TORCH_POOL, markdown_table, read_problems
 from restem_assets.assets.policy import lookup_policy, report_policy
+from restem_assets.atomic import is_local, upload_dir
 from restem_assets.finetune import FinetuneSettings, conversational_records, finetune as run_finetune
 from restem_assets.model_cache import resolve_model
+from restem_assets.policy import init_policy_iteration
 from restem_assets.schemas import FINETUNE_LOG
-
-
-def init_policy_iteration(init_from: str, iteration: int) -> int:
-    """Which policy the M-step starts from: the base model (paper) or the previous iterate."""
-    if init_from == "base":
-        return 0
-    if init_from == "previous":
-        return iteration - 1
-    raise ValueError(f"init_from must be 'base' or 'previous', got {init_from!r}")
 
 
 @dg.asset(
@@ -48,17 +39,13 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
                      init.path, len(records), store.url(target))
     local_init = resolve_model(init.path)
-    if "file" in store.fs.protocol:
+    if is_local(store.fs):
         result = run_finetune(local_init, records, Path(target), settings)
-    else:  # remote root: train locally, upload, then move into place
+    else:  # remote root: train locally, then upload under a temporary name and move into place
         staging = Path(tempfile.mkdtemp(prefix="restem-finetune-"))
         try:
             result = run_finetune(local_init, records, staging / "model", settings)
-            tmp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.tmp")
-            store.fs.put(str(staging / "model"), tmp, recursive=True)
-            if store.fs.exists(target):
-                store.fs.rm(target, recursive=True)
-            store.fs.mv(tmp, target, recursive=True)
+            upload_dir(store.fs, staging / "model", target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)

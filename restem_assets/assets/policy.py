@@ -10,9 +10,9 @@ each iteration's policy came from.
 
 import dagster as dg
 
-from dagster_project.partitions import policy_partitions
-from dagster_project.resources import ModelResource
-from restem_assets.sampling import Policy
+from restem_assets.assets.partitions import policy_partitions
+from restem_assets.assets.resources import ModelResource
+from restem_assets.policy import Policy, PolicyNotFoundError, policy_id
 
 POLICY_KEY = dg.AssetKey("policy")
 
@@ -23,14 +23,6 @@ policy = dg.AssetSpec(
     description="The model sampled by the next iteration: partition 0 is the base model, i the fine-tune of iteration i. "
     "Reported by `base_model` and `finetune`.",
 )
-
-
-class PolicyNotFoundError(RuntimeError):
-    pass
-
-
-def policy_id(iteration: int) -> str:
-    return "base" if iteration == 0 else f"iteration={iteration}"
 
 
 def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, **metadata) -> None:

@@ -4,8 +4,8 @@
 import dagster as dg
 import pyarrow.compute as pc
 
-from dagster_project.resources import StorageResource, TaskResource
-from restem_assets.assets.markdown import markdown_table
+from restem_assets.assets.resources import StorageResource, TaskResource
+from restem_assets.assets.common import markdown_table
 from restem_assets.schemas import PROBLEMS
 from restem_assets.tasks.loading import load_problems
 

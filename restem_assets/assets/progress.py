@@ -1,10 +1,12 @@
 """The unpartitioned `progress` asset: every iteration's metrics in one table and chart."""
 
+import base64
 import posixpath
 
 import dagster as dg
 
-from dagster_project.resources import StorageResource
+from restem_assets.assets.resources import StorageResource
+from restem_assets.atomic import write_bytes
 from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
 
 TIMED_STAGES = ("samples", "rewards", "sft_set", "finetune", "evaluation")
@@ -35,14 +37,9 @@ def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.
     table = progress_markdown(df, stage_timings(context.instance))
     png = progress_chart_png(df)
     report_dir = store.table_dir("reports")
-    store.fs.makedirs(report_dir, exist_ok=True)
     for name, payload in (("progress.md", table.encode()), ("progress.png", png)):
-        tmp = posixpath.join(report_dir, f".{name}.tmp")
-        with store.fs.open(tmp, "wb") as fh:
-            fh.write(payload)
-        store.fs.mv(tmp, posixpath.join(report_dir, name))
+        write_bytes(store.fs, posixpath.join(report_dir, name), payload)
     context.log.info("progress:\n%s", table)
-    import base64
 
     latest = df.row(-1, named=True) if df.height else {}
     return dg.MaterializeResult(

@@ -15,10 +15,11 @@ class TaskSpec:
     kind: one of TASK_KINDS.
     name: reasoning-gym dataset name (kind="reasoning_gym"), else a label for problem ids.
     config: reasoning-gym dataset config (e.g. {"min_terms": 2, "max_terms": 3}).
-    train_path / test_path: local path or fsspec URL of a JSONL or Parquet file
-        (gsm8k, math, apps). With only train_path, the test split is carved out of it.
-    train_size / test_size: how many problems each split gets (None: all available).
-    test_fraction: share held out when a single source has no test file (apps, humaneval).
+    train_path / test_path: local path or fsspec URL of a JSONL, JSON or Parquet file
+        (gsm8k, math, apps, humaneval). With only train_path, the test split is carved out of it.
+    train_size / test_size: how many problems each split gets (None: all available);
+        a positive size for a split that comes out empty is an error.
+    test_fraction: share in [0, 1] held out when there is no test file (file-backed kinds).
     seed: base seed for procedural generation and for deterministic splitting.
     storage_options: passed to fsspec for remote URLs.
     """

@@ -485,11 +485,9 @@ def _run(job: SandboxJob, iso: Isolation) -> SandboxResult:
         shutil.rmtree(tmp, onerror=_force_remove)
 
 
-def _communicate(argv, cwd, job, limits, iso, pass_fds, chan_r, owned, popen_kw) -> SandboxResult:
-    start = time.monotonic()
-    deadline = start + limits.wall_s
+def _start(argv, cwd, pass_fds, owned, popen_kw) -> subprocess.Popen:
     try:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd=cwd, env={}, close_fds=True, pass_fds=pass_fds, start_new_session=True, **popen_kw,
         )  # fmt: skip
@@ -499,71 +497,93 @@ def _communicate(argv, cwd, job, limits, iso, pass_fds, chan_r, owned, popen_kw)
         for fd in pass_fds:  # only the sandbox holds the channel's write end now
             owned.remove(fd)
             os.close(fd)
-    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-    caps = {out_fd: limits.stdout_bytes, err_fd: limits.stderr_bytes}
-    bufs = {out_fd: bytearray(), err_fd: bytearray()}
-    if chan_r is not None:
-        caps[chan_r] = limits.channel_bytes
-        bufs[chan_r] = bytearray()
-    sel = selectors.DefaultSelector()
-    for fd in bufs:
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-    pending = memoryview(job.stdin)
-    stdin_fd = proc.stdin.fileno()
-    os.set_blocking(stdin_fd, False)
-    if pending:
-        sel.register(stdin_fd, selectors.EVENT_WRITE)
-    else:
-        proc.stdin.close()
-    timed_out = limited = False
-    exited_at = None
-    open_readers = set(bufs)
-    try:
-        while open_readers or (pending and not proc.stdin.closed):
+
+
+class _Pump:
+    """Feeds the job's stdin and drains stdout, stderr and the result channel without blocking,
+    each capped; stops at the deadline, at a cap, or shortly after the process exits."""
+
+    def __init__(self, proc: subprocess.Popen, stdin: bytes, caps: dict[int, int]):
+        self.proc = proc
+        self.caps = caps
+        self.bufs = {fd: bytearray() for fd in caps}
+        self.sel = selectors.DefaultSelector()
+        for fd in self.bufs:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ)
+        self.pending = memoryview(stdin)
+        self.stdin_fd = proc.stdin.fileno()
+        os.set_blocking(self.stdin_fd, False)
+        if self.pending:
+            self.sel.register(self.stdin_fd, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        self.open_readers = set(self.bufs)
+        self.timed_out = self.limited = False
+
+    def _write_stdin(self) -> None:
+        try:
+            n = os.write(self.stdin_fd, self.pending[:65536])
+            self.pending = self.pending[n:]
+        except (BrokenPipeError, OSError):
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.sel.unregister(self.stdin_fd)
+            self.proc.stdin.close()
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:
+            self.sel.unregister(fd)
+            self.open_readers.discard(fd)
+            return
+        room = self.caps[fd] - len(self.bufs[fd])
+        self.bufs[fd] += data[: max(room, 0)]
+        if len(data) > room:
+            self.limited = True
+
+    def run(self, deadline: float) -> None:
+        proc, exited_at = self.proc, None
+        while self.open_readers or (self.pending and not proc.stdin.closed):
             now = time.monotonic()
             if proc.poll() is not None and exited_at is None:
                 exited_at = now
             if exited_at is not None and now - exited_at > 0.2:
                 break  # leftover children may hold the pipes open; do not wait for them
             if now >= deadline:
-                timed_out = True
+                self.timed_out = True
                 break
-            for key, _ in sel.select(timeout=min(0.05, deadline - now)):
-                fd = key.fd
-                if fd == stdin_fd:
-                    try:
-                        n = os.write(fd, pending[:65536])
-                        pending = pending[n:]
-                    except (BrokenPipeError, OSError):
-                        pending = pending[:0]
-                    if not pending:
-                        sel.unregister(fd)
-                        proc.stdin.close()
-                    continue
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    sel.unregister(fd)
-                    open_readers.discard(fd)
-                    continue
-                room = caps[fd] - len(bufs[fd])
-                bufs[fd] += data[: max(room, 0)]
-                if len(data) > room:
-                    limited = True
-            if limited:
+            for key, _ in self.sel.select(timeout=min(0.05, deadline - now)):
+                if key.fd == self.stdin_fd:
+                    self._write_stdin()
+                else:
+                    self._read(key.fd)
+            if self.limited:
                 break
-        if proc.poll() is None and not (timed_out or limited):
+        if proc.poll() is None and not (self.timed_out or self.limited):
             # Streams closed but the process lingers: give it until the deadline.
             try:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                timed_out = True
+                self.timed_out = True
+
+
+def _communicate(argv, cwd, job, limits, iso, pass_fds, chan_r, owned, popen_kw) -> SandboxResult:
+    start = time.monotonic()
+    proc = _start(argv, cwd, pass_fds, owned, popen_kw)
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    caps = {out_fd: limits.stdout_bytes, err_fd: limits.stderr_bytes}
+    if chan_r is not None:
+        caps[chan_r] = limits.channel_bytes
+    pump = _Pump(proc, job.stdin, caps)
+    try:
+        pump.run(start + limits.wall_s)
     finally:
         _kill_group(proc)
-        sel.close()
+        pump.sel.close()
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             try:
                 stream.close()
@@ -577,11 +597,11 @@ def _communicate(argv, cwd, job, limits, iso, pass_fds, chan_r, owned, popen_kw)
         warnings.append(f"degraded isolation (rlimits only): {iso.reason}")
     return SandboxResult(
         returncode=returncode,
-        stdout=bytes(bufs[out_fd]),
-        stderr=bytes(bufs[err_fd]),
-        channel=bytes(bufs[chan_r]) if chan_r is not None else None,
-        timed_out=timed_out,
-        output_limited=limited,
+        stdout=bytes(pump.bufs[out_fd]),
+        stderr=bytes(pump.bufs[err_fd]),
+        channel=bytes(pump.bufs[chan_r]) if chan_r is not None else None,
+        timed_out=pump.timed_out,
+        output_limited=pump.limited,
         wall_s=time.monotonic() - start,
         isolation=iso,
         warnings=warnings,

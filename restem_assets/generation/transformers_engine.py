@@ -15,19 +15,9 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, stop_token_ids
+from restem_assets.generation.dtype import pick_dtype
 
 log = logging.getLogger(__name__)
-
-
-def pick_dtype(requested: str = "auto") -> torch.dtype:
-    """bf16 where the CPU has native bf16 (AVX512-BF16/AMX) or on CUDA, else float32."""
-    if requested != "auto":
-        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32,
-                "float16": torch.float16}[requested]
-    if torch.cuda.is_available():
-        return torch.bfloat16
-    cap = torch.backends.cpu.get_cpu_capability()
-    return torch.bfloat16 if ("BF16" in cap or "AMX" in cap) else torch.float32
 
 
 NUCLEUS_CANDIDATES = 1024  # top-p is resolved among this many top tokens, exactly (see sample_next)
@@ -107,13 +97,12 @@ class TransformersEngine:
             torch.cuda.empty_cache()
 
     def generate(
-        self, prompts: Sequence[Messages], params: SamplingParams, progress: ProgressFn | None = None
+        self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None
     ) -> Iterator[list[Completion]]:
-        texts = [self.render_prompt(m) for m in prompts]
         generator = None
         if not params.greedy:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        yield from _ContinuousBatch(self, texts, params, generator, progress).run()
+        yield from _ContinuousBatch(self, prompts, params, generator, progress).run()
 
 
 class _ContinuousBatch:

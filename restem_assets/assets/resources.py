@@ -1,14 +1,17 @@
-"""Resources: where data lives, which model and task, and the ReST^EM settings.
+"""Resources: where data lives, which model and task, the ReST^EM settings, the engine.
 
-Each is a `ConfigurableResource`, so the webserver's launchpad can override any
-field per run and tests swap them freely. Defaults come from the active profile
-(RESTEM_PROFILE) and environment variables.
+One configuration path: `Settings` (the environment, read once, where Definitions
+are built, or given explicitly by the CLI) picks a profile, and a profile is a set of
+typed defaults for the resources (`PROFILES`, validated by the resource classes).
+`build_resources(settings, overrides)` merges overrides onto the profile. Every field
+can still be changed per run in the webserver's launchpad, and tests build
+resources directly.
 """
-
 
 import copy
 import dataclasses
 import os
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -18,20 +21,19 @@ from pydantic import Field
 
 from restem_assets.generation import SamplingParams, make_engine, resolve_engine_kind
 from restem_assets.model_cache import resolve_model
-from restem_assets.storage import ParquetStore
+from restem_assets.storage import DEFAULT_DATA_ROOT, ParquetStore
 from restem_assets.tasks.spec import DEFAULT_CHAIN_SUM_CONFIG, TaskSpec
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-
-def default_data_root() -> str:
-    return os.environ.get("RESTEM_DATA_ROOT", str(PROJECT_ROOT / "data"))
+def absolute_root(root: str) -> str:
+    """A local data root as an absolute path (so every process agrees on it); URLs pass through."""
+    return root if "://" in root else str(Path(root).expanduser().resolve())
 
 
 class StorageResource(dg.ConfigurableResource):
     """The fsspec root under which every table and model of every iteration lives."""
 
-    root: str = Field(default_factory=default_data_root, description="local path or fsspec URL")
+    root: str = Field(default_factory=lambda: absolute_root(DEFAULT_DATA_ROOT), description="local path or fsspec URL")
     storage_options: dict[str, Any] = Field(default_factory=dict)
 
     def store(self) -> ParquetStore:
@@ -91,7 +93,9 @@ class ReSTResource(dg.ConfigurableResource):
     eval_temperature: float = 1.0
     eval_top_p: float = 0.95
     eval_max_new_tokens: int = 96
-    stop_when_no_improvement: bool = True
+    # the loop (the CLI driver and the continue_rest_loop sensor)
+    target_iterations: int = Field(2, description="how many iterations the loop runs")
+    stop_when_no_improvement: bool = Field(True, description="stop when held-out greedy pass@1 stops improving")
 
     def estep_params(self, iteration: int) -> SamplingParams:
         return SamplingParams(n=self.samples_per_problem, temperature=self.temperature, top_k=self.top_k,
@@ -147,14 +151,82 @@ class EngineResource(dg.ConfigurableResource):
             engine.close()
 
 
-def default_resources(profile: dict[str, dict[str, Any]] | None = None) -> dict[str, dg.ConfigurableResource]:
-    from dagster_project.profiles import profile as active_profile
+# Named profiles: typed defaults for the resources (each dict is passed to the resource class).
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    # The README's main command: 256 train / 128 test easy chain sums.
+    "default": {
+        "task": {"train_size": 256, "test_size": 128},
+        "rest": {"samples_per_problem": 8, "max_new_tokens": 96, "eval_samples": 4, "eval_max_new_tokens": 96},
+    },
+    # CI: the whole loop end to end in a few minutes.
+    "ci": {
+        "task": {"train_size": 48, "test_size": 24},
+        "rest": {"samples_per_problem": 4, "max_new_tokens": 48, "eval_samples": 2, "eval_max_new_tokens": 48,
+                 "finetune_max_steps": 2},
+    },
+    # Unit/e2e tests: seconds per stage.
+    "tiny": {
+        "task": {"train_size": 6, "test_size": 4},
+        "rest": {"samples_per_problem": 2, "max_new_tokens": 16, "eval_samples": 2, "eval_max_new_tokens": 16,
+                 "finetune_max_steps": 1},
+    },
+}
 
-    prof = profile if profile is not None else active_profile()
-    return {
-        "storage": StorageResource(),
-        "model": ModelResource(base_model=os.environ.get("RESTEM_BASE_MODEL", "default")),
-        "task": TaskResource(**prof.get("task", {})),
-        "rest": ReSTResource(**prof.get("rest", {})),
-        "engine": EngineResource(kind=os.environ.get("RESTEM_ENGINE", "auto")),
+RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = {
+    "storage": StorageResource, "model": ModelResource, "task": TaskResource, "rest": ReSTResource,
+    "engine": EngineResource,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the environment may choose, read in one place (`from_env`), never at import time.
+
+    RESTEM_PROFILE, RESTEM_DATA_ROOT, RESTEM_BASE_MODEL and RESTEM_ENGINE; the CLI
+    builds the same object from its flags instead.
+    """
+
+    profile: str = "default"
+    data_root: str = DEFAULT_DATA_ROOT
+    base_model: str = "default"
+    engine: str = "auto"
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> "Settings":
+        """Settings from the environment; `explicit` values (e.g. CLI flags that were given) win."""
+        env = os.environ if environ is None else environ
+        values = {
+            "profile": env.get("RESTEM_PROFILE") or cls.profile,
+            "data_root": env.get("RESTEM_DATA_ROOT") or cls.data_root,
+            "base_model": env.get("RESTEM_BASE_MODEL") or cls.base_model,
+            "engine": env.get("RESTEM_ENGINE") or cls.engine,
+        }
+        values.update({k: v for k, v in explicit.items() if v is not None})
+        return cls(**values)
+
+
+def build_resources(settings: Settings | None = None,
+                    overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dg.ConfigurableResource]:
+    """The resources for a profile: its typed defaults, the settings, then `overrides` merged field by field."""
+    settings = settings or Settings()
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(RESOURCE_CLASSES))
+    if unknown:
+        raise ValueError(f"overrides for unknown resources {unknown}; known: {sorted(RESOURCE_CLASSES)}")
+    base: dict[str, dict[str, Any]] = {
+        "storage": {"root": absolute_root(settings.data_root)},
+        "model": {"base_model": settings.base_model},
+        "engine": {"kind": settings.engine},
     }
+    out = {}
+    for key, cls in RESOURCE_CLASSES.items():
+        bad = sorted(set(overrides.get(key, {})) - set(cls.model_fields))
+        if bad:
+            raise ValueError(f"resource '{key}' has no fields {bad}; its fields: {sorted(cls.model_fields)}")
+        fields = {**base.get(key, {}), **copy.deepcopy(PROFILES[settings.profile].get(key, {})), **overrides.get(key, {})}
+        out[key] = cls(**fields)
+    return out

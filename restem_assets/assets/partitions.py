@@ -7,11 +7,9 @@ more key, "0": the base model. Iteration i samples from policy i-1.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-MAX_ITERATIONS = int(os.environ.get("RESTEM_MAX_ITERATIONS", "10"))
+MAX_ITERATIONS = 10
 
 iteration_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(1, MAX_ITERATIONS + 1)])
 policy_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(0, MAX_ITERATIONS + 1)])

@@ -1,6 +1,6 @@
 """The vLLM side of `VLLMEngine`: a separate process that owns the model.
 
-Run as `python -m restem_assets.vllm_worker`. It talks JSON lines: commands on
+Run as `python -m restem_assets.generation.vllm_worker`. It talks JSON lines: commands on
 stdin, events on the stdout it was started with (everything vLLM itself prints is
 moved to stderr). Living in its own process is what lets the engine hand every
 byte of model and KV-cache memory back before the fine-tune step: the process

@@ -1,8 +1,10 @@
-"""Binary rewards for a table of samples, by each problem's verifier.
+"""Binary rewards: one dispatcher over every verifier, one `Verdict` type.
 
-math: the extracted final answer is equivalent to the gold answer (math_reward).
-reasoning_gym: the dataset's own verifier on the extracted answer, correct only at 1.0.
-code: every test passes in the sandbox (code_reward).
+How a sample is rewarded is read from this package, by the problem's `verifier`:
+  math:          the extracted final answer is equivalent to the gold answer (`rewards.math`);
+  reasoning_gym: the dataset's own verifier on the extracted answer, correct only at 1.0
+                 (`rewards.reasoning_gym`);
+  code:          the extracted program passes every test in the sandbox (`rewards.code`).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from restem_assets.math_reward import extract_final_answer, score_math
+from restem_assets.rewards.math import score_math
+from restem_assets.rewards.verdict import Verdict
 
-CORRECT_REASONS = ("correct", "passed")
+__all__ = ["RewardStats", "Verdict", "accumulate", "score_samples"]
 
 
 @dataclass
@@ -28,31 +31,21 @@ class RewardStats:
         return self.correct / self.scored if self.scored else 0.0
 
 
-def _reward_row(sample: Mapping[str, Any], extracted, reward: float, reason: str, details: str | None) -> dict:
+def _reward_row(sample: Mapping[str, Any], v: Verdict) -> dict:
     return {
         "problem_id": sample["problem_id"],
         "sample_idx": sample["sample_idx"],
-        "extracted_answer": extracted,
-        "reward": float(reward),
-        "reason": reason,
-        "details": details,
+        "extracted_answer": v.extracted_answer,
+        "reward": float(v.reward),
+        "reason": v.reason,
+        "details": getattr(v, "details", None),  # TODO-after-helper: MathVerdict -> Verdict
     }
-
-
-def score_reasoning_gym_sample(completion: str, problem: Mapping[str, Any]) -> tuple[str | None, float, str]:
-    from restem_assets.tasks.loading import score_reasoning_gym
-
-    extracted = extract_final_answer(completion)
-    if extracted is None:
-        return None, 0.0, "no_answer"
-    ok = score_reasoning_gym(extracted, problem["metadata"]) == 1.0
-    return extracted, 1.0 if ok else 0.0, "correct" if ok else "wrong"
 
 
 def score_samples(
     samples: Sequence[Mapping[str, Any]], problems: Mapping[str, Mapping[str, Any]], max_workers: int | None = None
 ) -> list[dict[str, Any]]:
-    """REWARDS rows for `samples`, looking each problem up by problem_id."""
+    """REWARDS rows for `samples`, looking each problem up by problem_id (code runs in one sandbox batch)."""
     out: list[dict[str, Any] | None] = [None] * len(samples)
     code_items: list[tuple[int, str, Mapping[str, Any]]] = []
     for i, s in enumerate(samples):
@@ -61,20 +54,21 @@ def score_samples(
             raise KeyError(f"sample {s['problem_id']}#{s['sample_idx']} refers to a problem missing from 'problems'")
         verifier = problem["verifier"]
         if verifier == "math":
-            v = score_math(s["completion"], problem["answer"])
-            out[i] = _reward_row(s, v.extracted_answer, v.reward, v.reason, None)
+            out[i] = _reward_row(s, score_math(s["completion"], problem["answer"]))
         elif verifier == "reasoning_gym":
-            out[i] = _reward_row(s, *score_reasoning_gym_sample(s["completion"], problem), None)
+            from restem_assets.rewards.reasoning_gym import score_reasoning_gym_sample
+
+            out[i] = _reward_row(s, score_reasoning_gym_sample(s["completion"], problem))
         elif verifier == "code":
             code_items.append((i, s["completion"], problem))
         else:
             raise ValueError(f"problem {problem['problem_id']} has unknown verifier {verifier!r}")
     if code_items:
-        from restem_assets.code_reward import score_code_batch
+        from restem_assets.rewards.code import score_code_batch
 
         verdicts = score_code_batch([(c, p) for _, c, p in code_items], max_workers=max_workers)
         for (i, _, _), v in zip(code_items, verdicts, strict=True):
-            out[i] = _reward_row(samples[i], v.extracted_program, v.reward, v.reason, v.details)
+            out[i] = _reward_row(samples[i], v)
     return out  # type: ignore[return-value]
 
 

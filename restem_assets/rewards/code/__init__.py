@@ -30,13 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from restem_assets import sandbox
-from restem_assets.code_extraction import extract_program
+from restem_assets.rewards.code import sandbox
+from restem_assets.rewards.code.extraction import extract_program
+from restem_assets.rewards.verdict import Verdict
 
 REASONS = (
     "passed", "syntax_error", "runtime_error", "wrong_answer", "timeout", "memory", "sandbox_violation", "no_program",
 )  # fmt: skip
-_JUDGE_SOURCE = (Path(__file__).with_name("code_judge.py")).read_text(encoding="utf-8")
+_JUDGE_SOURCE = (Path(__file__).with_name("judge.py")).read_text(encoding="utf-8")
 _STATUS_TO_REASON = {
     "passed": "passed",
     "syntax_error": "syntax_error",
@@ -47,14 +48,6 @@ _STATUS_TO_REASON = {
     "sandbox_violation": "sandbox_violation",
     "harness_error": "sandbox_violation",
 }
-
-
-@dataclass(frozen=True)
-class CodeVerdict:
-    extracted_program: str | None
-    reward: float
-    reason: str
-    details: str  # JSON
 
 
 @dataclass(frozen=True)
@@ -84,9 +77,9 @@ def problem_metadata(problem: Any) -> dict:
     raise TypeError("expected a PROBLEMS row, its metadata dict or metadata JSON string")
 
 
-def _verdict(program: str | None, reason: str, details: dict) -> CodeVerdict:
+def _verdict(program: str | None, reason: str, details: dict) -> Verdict:
     assert reason in REASONS, reason
-    return CodeVerdict(program, 1.0 if reason == "passed" else 0.0, reason, json.dumps(details))
+    return Verdict(program, 1.0 if reason == "passed" else 0.0, reason, json.dumps(details))
 
 
 def _syntax_error(program: str) -> str | None:
@@ -139,7 +132,7 @@ def _judge_job(program: str, meta: dict, limits: CodeLimits, nonce: str) -> tupl
 @dataclass
 class _Prepared:
     program: str | None
-    verdict: CodeVerdict | None = None  # decided without running
+    verdict: Verdict | None = None  # decided without running
     job: sandbox.SandboxJob | None = None
     nonce: str = ""
     n_tests: int = 0
@@ -171,7 +164,7 @@ def _prepare(completion: str, problem: Any, limits: CodeLimits) -> _Prepared:
     return _Prepared(program, job=job, nonce=nonce, n_tests=n_tests, kind=judge_job["kind"])
 
 
-def _interpret(prep: _Prepared, result: sandbox.SandboxResult) -> CodeVerdict:
+def _interpret(prep: _Prepared, result: sandbox.SandboxResult) -> Verdict:
     """Turn the sandbox's outcome into a verdict; only a complete, nonce-stamped record can pass."""
     details: dict[str, Any] = {
         "kind": prep.kind,
@@ -182,7 +175,7 @@ def _interpret(prep: _Prepared, result: sandbox.SandboxResult) -> CodeVerdict:
     if result.warnings:
         details["warnings"] = result.warnings
 
-    def fail(reason: str, error: str) -> CodeVerdict:
+    def fail(reason: str, error: str) -> Verdict:
         details["error"] = error
         details.setdefault("tests", [])
         return _verdict(prep.program, reason, details)
@@ -215,14 +208,14 @@ def _interpret(prep: _Prepared, result: sandbox.SandboxResult) -> CodeVerdict:
     return _verdict(prep.program, "passed", details)
 
 
-def score_code(completion: str, problem: Any, limits: CodeLimits | None = None) -> CodeVerdict:
+def score_code(completion: str, problem: Any, limits: CodeLimits | None = None) -> Verdict:
     """Score one completion against a PROBLEMS row (or its metadata)."""
     return score_code_batch([(completion, problem)], max_workers=1, limits=limits)[0]
 
 
 def score_code_batch(
     items: Iterable[tuple[str, Any]], max_workers: int | None = None, limits: CodeLimits | None = None
-) -> list[CodeVerdict]:
+) -> list[Verdict]:
     """Score (completion, problem) pairs with at most min(max_workers, cpu_count) sandboxes at once."""
     limits = limits or CodeLimits()
     prepared = [_prepare(c, p, limits) for c, p in items]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Protocol
 
 Messages = list[dict[str, str]]
@@ -44,9 +44,6 @@ class SamplingParams:
     def greedy(self) -> bool:
         return self.temperature == 0
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Completion:
@@ -69,9 +66,9 @@ class GenerationEngine(Protocol):
         """The exact text fed to the model for these chat messages (stored with each sample)."""
 
     def generate(
-        self, prompts: Sequence[Messages], params: SamplingParams, progress: ProgressFn | None = None
+        self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None
     ) -> Iterator[list[Completion]]:
-        """Yield completions in chunks; every prompt gets exactly `params.n` completions."""
+        """Yield completions in chunks for prompts rendered by `render_prompt`; each gets exactly `params.n`."""
 
     def close(self) -> None:
         """Release the model's memory (the fine-tune step runs after sampling)."""
@@ -108,12 +105,12 @@ def make_engine(kind: str, model_path: str, **options) -> GenerationEngine:
     """Build an engine by name: "transformers", "vllm", or "auto"."""
     kind = resolve_engine_kind(kind)
     if kind == "transformers":
-        from restem_assets.transformers_engine import TransformersEngine
+        from restem_assets.generation.transformers_engine import TransformersEngine
 
         return TransformersEngine(model_path, **options)
     if kind == "vllm":
         try:
-            from restem_assets.vllm_engine import VLLMEngine
+            from restem_assets.generation.vllm_engine import VLLMEngine
         except ImportError as e:  # pragma: no cover - depends on the host
             raise RuntimeError(f"engine 'vllm' requested but vLLM is not usable here: {e}") from e
         return VLLMEngine(model_path, **options)

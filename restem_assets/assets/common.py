@@ -1,0 +1,49 @@
+"""What the asset modules share: the torch pool, progress logging, problem reads, markdown previews."""
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from restem_assets.storage import ParquetStore
+
+TORCH_POOL = "torch"  # one torch-heavy step at a time: two on 2 cores slow each other 3x
+
+
+def read_problems(store: ParquetStore, split: str | None = None) -> list[dict]:
+    rows = store.read_table("problems").to_pylist()
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+def progress_logger(context: dg.AssetExecutionContext, label: str, every_s: float = 15.0):
+    """A ProgressFn that logs to Dagster at most every `every_s` seconds (and at the end)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=None, desc=label, unit="prompt")
+    state = {"last": 0.0, "t0": time.perf_counter()}
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        now = time.perf_counter()
+        if done == total or now - state["last"] >= every_s:
+            state["last"] = now
+            context.log.info("%s: %d/%d prompts (%.0f s)", label, done, total, now - state["t0"])
+        if done == total:
+            bar.close()
+
+    return progress
+
+
+def _cell(value: Any, width: int) -> str:
+    text = "" if value is None else str(value)
+    text = text.replace("\n", "⏎").replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], width: int = 80, limit: int = 10) -> str:
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    body = "".join("| " + " | ".join(_cell(r.get(c), width) for c in columns) + " |\n" for r in rows[:limit])
+    return head + body

@@ -1,0 +1,92 @@
+"""Atomic publishing: write to a temporary name beside the target, then rename into place.
+
+Readers (DuckDB globs, the next step, another process) see either the old file or
+directory or the new one, never half of one; a crash leaves only a dot-prefixed
+temporary that no reader globs. Every file and model restem writes goes through here.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+TMP_MARK = ".tmp-"
+
+
+def is_local(fs) -> bool:
+    return "file" in fs.protocol or "local" in fs.protocol
+
+
+def publish_file(fs, tmp: str, final: str) -> None:
+    """Move a finished temporary file over `final` (an atomic rename on local disk)."""
+    if is_local(fs):
+        os.replace(tmp, final)
+        return
+    if fs.exists(final):
+        fs.rm(final)
+    fs.mv(tmp, final)
+
+
+@contextmanager
+def staged_file(fs, final: str) -> Iterator[str]:
+    """A temporary path beside `final`; published on clean exit, removed on error."""
+    directory = posixpath.dirname(final)
+    fs.makedirs(directory, exist_ok=True)
+    tmp = posixpath.join(directory, f".{posixpath.basename(final)}{TMP_MARK}{uuid.uuid4().hex}")
+    try:
+        yield tmp
+        publish_file(fs, tmp, final)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def write_bytes(fs, final: str, payload: bytes) -> None:
+    with staged_file(fs, final) as tmp, fs.open(tmp, "wb") as fh:
+        fh.write(payload)
+
+
+def replace_dir(staged: Path, final: Path) -> None:
+    """Move the local directory `staged` to `final`; an existing `final` is swapped out, then deleted."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex}")
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """A fresh local directory beside `final`; it replaces `final` on clean exit and is removed on error."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent))
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def upload_dir(fs, local_dir: Path, final: str) -> None:
+    """Copy a local directory to `final` on a remote filesystem: upload to a temporary name, then move."""
+    tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}{TMP_MARK}{uuid.uuid4().hex}")
+    try:
+        fs.put(str(local_dir), tmp, recursive=True)
+        if fs.exists(final):
+            fs.rm(final, recursive=True)
+        fs.mv(tmp, final, recursive=True)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
+        raise
