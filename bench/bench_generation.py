@@ -63,11 +63,12 @@ def engine_run(kind: str, model_path: str, msgs, k: int, max_new_tokens: int, se
     eng = make_engine(kind, model_path)
     params = SamplingParams(n=k, temperature=0.7, top_k=40, max_new_tokens=max_new_tokens, seed=seed)
     try:
-        for _ in eng.generate(msgs[:1], SamplingParams(n=1, temperature=0.0, max_new_tokens=4)):
+        prompts = [eng.render_prompt(m) for m in msgs]
+        for _ in eng.generate(prompts[:1], SamplingParams(n=1, temperature=0.0, max_new_tokens=4)):
             pass  # warm-up, outside the timing
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()
-        comps = [c for chunk in eng.generate(msgs, params) for c in chunk]
+        comps = [c for chunk in eng.generate(prompts, params) for c in chunk]
         seconds = time.perf_counter() - t0
     finally:
         eng.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 DAGSTER_YAML = """\
-# Written by restem. One torch-heavy step at a time: two on 2 cores slow each other 3x.
+# Written by restem. One torch-heavy step at a time: two at once on a small CPU host slow each other down.
 concurrency:
   pools:
     default_limit: 1

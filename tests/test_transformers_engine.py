@@ -21,7 +21,7 @@ def test_greedy_matches_hf_generate(engine):
     """Continuous batching (padding, refills, row drops) must not change greedy outputs."""
     messages = [build_messages({"question": q}) for q in QUESTIONS]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=20)
-    ours = [c for chunk in engine.generate(messages, params) for c in chunk]
+    ours = [c for chunk in engine.generate([engine.render_prompt(m) for m in messages], params) for c in chunk]
     assert sorted(c.prompt_index for c in ours) == list(range(len(QUESTIONS)))
     by_prompt = {c.prompt_index: c for c in ours}
     tok = engine.tokenizer
@@ -38,7 +38,8 @@ def test_greedy_matches_hf_generate(engine):
 def test_k_samples_per_prompt_with_lengths_and_reasons(engine):
     messages = [build_messages({"question": q}) for q in QUESTIONS]
     params = SamplingParams(n=3, temperature=0.7, top_k=40, max_new_tokens=12, seed=5)
-    chunks = list(engine.generate(messages, params))
+    prompts = [engine.render_prompt(m) for m in messages]
+    chunks = list(engine.generate(prompts, params))
     comps = [c for ch in chunks for c in ch]
     assert sorted((c.prompt_index, c.sample_idx) for c in comps) == [(p, s) for p in range(5) for s in range(3)]
     for c in comps:
@@ -47,7 +48,7 @@ def test_k_samples_per_prompt_with_lengths_and_reasons(engine):
         if c.finish_reason == "length":
             assert c.n_tokens == 12
         assert len(engine.tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= c.n_tokens + 2
-    again = [c for ch in engine.generate(messages, params) for c in ch]
+    again = [c for ch in engine.generate(prompts, params) for c in ch]
     assert [c.text for c in comps] == [c.text for c in again], "same seed, same samples"
     # the batch holds 4 rows, so K=3 rows of one prompt run at a time: several chunks stream out
     assert len(chunks) >= 2

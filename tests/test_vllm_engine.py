@@ -58,9 +58,10 @@ def messages():
 def _run(kind: str, model_path: str, messages) -> dict:
     engine = make_engine(kind, model_path)
     try:
-        out = {"render": engine.render_prompt(messages[0])}
+        prompts = [engine.render_prompt(m) for m in messages]
+        out = {"render": prompts[0]}
         for name, params in (("greedy", GREEDY), ("sampled", SAMPLED)):
-            out[name] = [c for chunk in engine.generate(messages, params) for c in chunk]
+            out[name] = [c for chunk in engine.generate(prompts, params) for c in chunk]
         out["engine"] = engine
     finally:
         engine.close()
@@ -148,4 +149,4 @@ def test_close_ends_the_worker_process(outputs, messages):
     from restem_assets.generation.vllm_engine import VLLMWorkerError
 
     with pytest.raises(VLLMWorkerError, match="closed"):
-        next(engine.generate(messages[:1], GREEDY))
+        next(engine.generate([outputs["vllm"]["render"]], GREEDY))

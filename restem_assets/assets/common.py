@@ -8,7 +8,7 @@ import dagster as dg
 
 from restem_assets.storage import ParquetStore
 
-TORCH_POOL = "torch"  # one torch-heavy step at a time: two on 2 cores slow each other 3x
+TORCH_POOL = "torch"  # one torch-heavy step at a time: two on a small CPU host slow each other down
 
 
 def read_problems(store: ParquetStore, split: str | None = None) -> list[dict]:

@@ -153,8 +153,8 @@ def cpu_worker_env() -> dict[str, str]:
     By default vLLM reserves a core for its engine-core process, which busy-polls, and
     binds the model to the rest: on 2 cores that is one thread for the model. The
     worker is already a process of its own, so the engine core runs inside it
-    (no polling process) and the model gets every core this process may use.
-    Measured here: 127 vs 71 useful tok/s on the same prompts.
+    (no polling process) and the model gets every core this process may use
+    (measured in bench/RESULTS.md).
     """
     cores = sorted(os.sched_getaffinity(0))
     return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
