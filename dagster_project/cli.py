@@ -116,6 +116,19 @@ def cmd_estep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace) -> int:
+    """Score iteration i's samples again with the current verifiers (into `rescores`) and count what changed."""
+    from restem_assets.assets.resources import build_resources
+    from restem_assets.rescore import rescore_iteration
+
+    store = build_resources(_settings(args))["storage"].store()
+    s = rescore_iteration(store, args.iteration)
+    print(json.dumps({"iteration": s.iteration, "samples": s.samples, "verdicts_changed": s.reason_changed,
+                      "gained_reward": s.gained, "lost_reward": s.lost, "new_reasons": dict(s.new_reasons)}, indent=2))
+    print("details: restem sql rescore_diff")
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from restem_assets.analytics import print_query
 
@@ -152,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     common(p)
     p.add_argument("--iteration", type=int, default=1)
     p.set_defaults(func=cmd_estep)
+
+    p = sub.add_parser("rescore", help="score an iteration's samples again with the current verifiers (sql: rescore_diff)")
+    common(p)
+    p.add_argument("--iteration", type=int, required=True)
+    p.set_defaults(func=cmd_rescore)
 
     p = sub.add_parser("sql", help="run a query from sql/ over the sample history (see --list)")
     common(p)

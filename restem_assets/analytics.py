@@ -34,7 +34,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from restem_assets import schemas
-from restem_assets.storage import DEFAULT_DATA_ROOT
+from restem_assets.storage import DEFAULT_DATA_ROOT, CorruptTableError
 
 # sql/ ships as the package `restem_sql` (see pyproject.toml), so a non-editable install finds it too.
 SQL_DIR = Path(str(importlib.resources.files("restem_sql")))
@@ -64,6 +64,8 @@ TABLES: tuple[Table, ...] = (
     Table("evaluations", schemas.EVALUATIONS),
     Table("eval_samples", schemas.EVAL_SAMPLES),
     Table("finetune_log", schemas.FINETUNE_LOG),
+    Table("reward_audit", schemas.REWARD_AUDIT),
+    Table("rescores", schemas.RESCORES),
 )
 
 # Views built on the table views; hand-written, appended to views.sql as is.
@@ -86,6 +88,9 @@ _HEADER = """\
 -- query runs (and returns no rows) on a fresh store. Whether a table has files is
 -- checked when this file runs: re-read it after a table's first write. New
 -- iterations of a table that had files are picked up by every query.
+-- Creating the views opens no Parquet file: each is created while its restem_has_*
+-- flag is false (the empty branch) and the flags are set at the end. DuckDB binds a
+-- view again on every query, so a corrupt file fails only the queries that read it.
 
 SET VARIABLE data_root = coalesce(getvariable('data_root'), 'data');
 """
@@ -101,22 +106,33 @@ def _duckdb_types(schema: pa.Schema) -> list[tuple[str, str]]:
     return [(name, str(dtype)) for name, dtype in zip(rel.columns, rel.types)]
 
 
+def _file_pattern(table: Table) -> str:
+    """The table's files relative to the data root (what the view reads)."""
+    return f"{table.name}/*/*.parquet" if table.partitioned else f"{table.name}/*.parquet"
+
+
+def _glob(table: Table) -> str:
+    return f"getvariable('data_root') || '/{_file_pattern(table)}'"
+
+
+def _flag(table: Table) -> str:
+    return f"restem_has_{table.name}"
+
+
 def _view_sql(table: Table) -> str:
     if table.partitioned:
-        glob = f"getvariable('data_root') || '/{table.name}/*/*.parquet'"
         options = "hive_partitioning = true, hive_types = {'iteration': 'BIGINT'}, union_by_name = true"
         columns = _duckdb_types(table.schema) + [("iteration", "BIGINT")]
     else:
-        glob = f"getvariable('data_root') || '/{table.name}/*.parquet'"
         options = "hive_partitioning = false, union_by_name = true"
         columns = _duckdb_types(table.schema)
-    read = f"FROM read_parquet({glob}, {options})"
+    read = f"FROM read_parquet({_glob(table)}, {options})"
     empty = "SELECT\n" + ",\n".join(f'        NULL::{dtype} AS "{name}"' for name, dtype in columns) + "\n    LIMIT 0"
-    flag = f"restem_has_{table.name}"
+    flag = _flag(table)
     layout = "one folder per iteration" if table.partitioned else "unpartitioned"
     return (
         f"-- {table.name} ({layout})\n"
-        f"SET VARIABLE {flag} = (SELECT count(*) > 0 FROM glob({glob}));\n"
+        f"SET VARIABLE {flag} = false;\n"
         f"CREATE OR REPLACE VIEW {table.name} AS FROM query(CASE WHEN getvariable('{flag}')\n"
         f"    THEN {_sql_string(read)}\n"
         f"    ELSE {_sql_string(empty)}\n"
@@ -124,9 +140,16 @@ def _view_sql(table: Table) -> str:
     )
 
 
+def _flags_sql() -> str:
+    return (
+        "-- Which tables have files, set only now that every view exists (see the header).\n"
+        + "".join(f"SET VARIABLE {_flag(t)} = (SELECT count(*) > 0 FROM glob({_glob(t)}));\n" for t in TABLES)
+    )
+
+
 def views_sql() -> str:
     """The text of sql/views.sql, rendered from TABLES and DERIVED_VIEWS."""
-    return "\n".join([_HEADER] + [_view_sql(t) for t in TABLES] + [DERIVED_VIEWS])
+    return "\n".join([_HEADER] + [_view_sql(t) for t in TABLES] + [DERIVED_VIEWS, _flags_sql()])
 
 
 def write_views(path: Path = VIEWS_PATH) -> Path:
@@ -177,10 +200,84 @@ def query_df(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pl.Dat
     try:
         for key, value in params.items():
             con.execute(f"SET VARIABLE {key} = ?", [value])
-        return con.sql(sql).pl()
+        try:
+            return con.sql(sql).pl()
+        except duckdb.Error as exc:
+            bad = _unreadable_files(con, exc)
+            if not bad:
+                raise
+            raise CorruptTableError(f"query {name!r} failed: " + "; ".join(bad)) from exc
     finally:
         for key in params:  # a shared connection must not see them in the next query
             con.execute(f"RESET VARIABLE {key}")
+
+
+_QUOTED_PARQUET = re.compile(r"""['"]([^'"\n]+?\.parquet)['"]""")
+_TABLE_FILE = re.compile(r"(?:^|/)(?P<table>[^/]+)/(?:iteration=(?P<iteration>-?\d+)/)?[^/]+\.parquet$")
+# What reading a bad file raises: DuckDB names the file in IO / invalid-input errors; a corrupt
+# page that passes the footer check can surface as a bare duckdb.Error (e.g. a thrift exception).
+_FILE_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException,
+                duckdb.SerializationException)
+
+
+def _reason(exc: BaseException, path: str | None = None) -> str:
+    """The first line of a DuckDB error, without its class prefix or the (already named) path."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    line = re.sub(r"^[A-Za-z ]*Error: ", "", line)
+    if path:
+        line = line.replace(f" '{path}'", "").replace(f' "{path}"', "")
+    return line
+
+
+def _describe_file(path: str, reason: str) -> str:
+    """"table 'rewards' (iteration 1): <path> is not a readable Parquet file (<reason>)"."""
+    m = _TABLE_FILE.search(path)
+    if m and m["table"] in {t.name for t in TABLES}:
+        where = f"table '{m['table']}'" + (f" (iteration {m['iteration']})" if m["iteration"] is not None else "")
+    else:
+        where = "a table"
+    return f"{where}: {path} is not a readable Parquet file ({reason})"
+
+
+def _table_files(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Every table file under the connection's data root, listed by DuckDB (so remote roots work too)."""
+    try:
+        root = con.execute("SELECT getvariable('data_root')").fetchone()[0]
+    except duckdb.Error:
+        return []
+    files = []
+    for table in TABLES if root else ():
+        try:
+            rows = con.execute("SELECT file FROM glob(?)", [f"{root}/{_file_pattern(table)}"]).fetchall()
+        except duckdb.Error:
+            continue
+        files += [row[0] for row in rows]
+    return files
+
+
+def _unreadable_files(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> list[str]:
+    """For a failed query: a description of each table file it could not read ([] if the failure is not that).
+
+    The files DuckDB's message names, then the footer of every table file, then (only if
+    neither finds one) every table file read in full: slow on a big store, but only ever
+    done for a query that has already failed.
+    """
+    message = str(exc)
+    if not (isinstance(exc, _FILE_ERRORS) or type(exc) is duckdb.Error or ".parquet" in message):
+        return []
+    found: dict[str, str] = {path: _reason(exc, path) for path in _QUOTED_PARQUET.findall(message)}
+    files = [f for f in _table_files(con) if f not in found]
+    for check in ("SELECT count(*) FROM parquet_file_metadata(?)",
+                  "SELECT bit_xor(hash(t)) FROM read_parquet(?) AS t"):  # footer, then every column of every row
+        if found:
+            break
+        for path in files:
+            try:
+                con.execute(check, [path]).fetchall()
+            except duckdb.Error as bad:
+                found[path] = _reason(bad, path)
+    return [_describe_file(path, reason) + "; re-materialize it or remove the file" for path, reason in found.items()]
 
 
 def run_query(

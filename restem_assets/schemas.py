@@ -54,6 +54,8 @@ REWARDS = pa.schema(
         ("reward", pa.float32()),  # binary: 0.0 or 1.0
         ("reason", pa.string()),  # math: correct|wrong|no_answer|unparsable; code: passed|<failure kind>
         ("details", pa.string()),  # JSON: per-test outcomes for code, null for math
+        ("verifier", pa.string()),  # "math" | "reasoning_gym" | "code": which grader decided
+        ("verifier_version", pa.string()),  # hash of that grader's code and settings (rewards.provenance)
     ]
 )
 
@@ -100,3 +102,17 @@ FINETUNE_LOG = pa.schema(
         ("learning_rate", pa.float64()),
     ]
 )
+
+# reward_audit: accepted samples (sft_set rows) that an audit rule flagged (rewards.audit).
+REWARD_AUDIT = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("sample_idx", pa.int32()),
+        ("rule", pa.string()),  # see rewards.audit.RULES
+        ("detail", pa.string()),
+    ]
+)
+
+# rescores: an iteration's samples scored again by the verifiers installed now (`restem rescore`),
+# beside the rewards recorded when the iteration ran; sql/rescore_diff.sql compares the two.
+RESCORES = REWARDS

@@ -29,6 +29,21 @@ class TableNotFoundError(FileNotFoundError):
     """A table (or one iteration of it) that a step needs has not been written yet."""
 
 
+class CorruptTableError(ValueError):
+    """A table file that exists but is not readable Parquet (truncated, overwritten, not Parquet at all)."""
+
+
+# What pyarrow raises for a file that is not (or no longer) valid Parquet: ArrowInvalid for bad magic
+# bytes or a bad footer, OSError (ArrowIOError) for thrift / page decoding errors and short reads.
+_CORRUPT = (pa.ArrowInvalid, OSError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.removeprefix("Could not open Parquet input source '<Buffer>': ")
+
+
 class ParquetStore:
     """Reads and writes restem's tables under `root` (a local path or any fsspec URL)."""
 
@@ -85,10 +100,36 @@ class ParquetStore:
             )
         return path
 
+    def corrupt_error(self, table: str, iteration: int | None, path: str, exc: BaseException) -> CorruptTableError:
+        """The one-line error for a table file pyarrow cannot read: which file, of which table, and why."""
+        where = f"iteration {iteration} of " if iteration is not None else ""
+        return CorruptTableError(
+            f"{where}table '{table}': {self.url(path)} is not a readable Parquet file ({_first_line(exc)}); "
+            "re-materialize it or remove the file"
+        )
+
+    @contextmanager
+    def _reading(self, table: str, iteration: int | None, path: str):
+        """Re-raise pyarrow's errors for an unreadable file as CorruptTableError naming the file."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except _CORRUPT as exc:
+            raise self.corrupt_error(table, iteration, path, exc) from exc
+
     def read_table(self, table: str, iteration: int | None = None, columns: list[str] | None = None) -> pa.Table:
         path = self._require(table, iteration)
         with self.fs.open(path, "rb") as fh:
-            return pq.read_table(fh, columns=columns)
+            if columns is not None:  # a missing column is the caller's mistake, not a corrupt file
+                with self._reading(table, iteration, path):
+                    names = pq.ParquetFile(fh).schema_arrow.names
+                absent = [c for c in columns if c not in names]
+                if absent:
+                    raise ValueError(f"table '{table}' has no columns {absent} in {self.url(path)}")
+                fh.seek(0)
+            with self._reading(table, iteration, path):
+                return pq.read_table(fh, columns=columns)
 
     def head(self, table: str, iteration: int | None = None, n: int = 5) -> list[dict[str, Any]]:
         """The first `n` rows (for previews), reading one batch, not the table."""
@@ -102,12 +143,19 @@ class ParquetStore:
         """Stream a table in record batches (bounded memory)."""
         path = self._require(table, iteration)
         with self.fs.open(path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
-            yield from pf.iter_batches(batch_size=batch_size, columns=columns)
+            with self._reading(table, iteration, path):
+                pf = pq.ParquetFile(fh)
+                batches = pf.iter_batches(batch_size=batch_size, columns=columns)
+            while True:
+                with self._reading(table, iteration, path):  # the consumer's own errors are not wrapped
+                    batch = next(batches, None)
+                if batch is None:
+                    return
+                yield batch
 
     def num_rows(self, table: str, iteration: int | None = None) -> int:
         path = self._require(table, iteration)
-        with self.fs.open(path, "rb") as fh:
+        with self.fs.open(path, "rb") as fh, self._reading(table, iteration, path):
             return pq.ParquetFile(fh).metadata.num_rows
 
     def iterations(self, table: str) -> list[int]:

@@ -8,11 +8,14 @@
 -- query runs (and returns no rows) on a fresh store. Whether a table has files is
 -- checked when this file runs: re-read it after a table's first write. New
 -- iterations of a table that had files are picked up by every query.
+-- Creating the views opens no Parquet file: each is created while its restem_has_*
+-- flag is false (the empty branch) and the flags are set at the end. DuckDB binds a
+-- view again on every query, so a corrupt file fails only the queries that read it.
 
 SET VARIABLE data_root = coalesce(getvariable('data_root'), 'data');
 
 -- problems (unpartitioned)
-SET VARIABLE restem_has_problems = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/problems/*.parquet'));
+SET VARIABLE restem_has_problems = false;
 CREATE OR REPLACE VIEW problems AS FROM query(CASE WHEN getvariable('restem_has_problems')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/problems/*.parquet'', hive_partitioning = false, union_by_name = true)'
     ELSE 'SELECT
@@ -29,7 +32,7 @@ CREATE OR REPLACE VIEW problems AS FROM query(CASE WHEN getvariable('restem_has_
     END);
 
 -- samples (one folder per iteration)
-SET VARIABLE restem_has_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/samples/*/*.parquet'));
+SET VARIABLE restem_has_samples = false;
 CREATE OR REPLACE VIEW samples AS FROM query(CASE WHEN getvariable('restem_has_samples')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
     ELSE 'SELECT
@@ -52,7 +55,7 @@ CREATE OR REPLACE VIEW samples AS FROM query(CASE WHEN getvariable('restem_has_s
     END);
 
 -- rewards (one folder per iteration)
-SET VARIABLE restem_has_rewards = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/rewards/*/*.parquet'));
+SET VARIABLE restem_has_rewards = false;
 CREATE OR REPLACE VIEW rewards AS FROM query(CASE WHEN getvariable('restem_has_rewards')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
     ELSE 'SELECT
@@ -62,12 +65,14 @@ CREATE OR REPLACE VIEW rewards AS FROM query(CASE WHEN getvariable('restem_has_r
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
         NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
         NULL::BIGINT AS "iteration"
     LIMIT 0'
     END);
 
 -- sft_set (one folder per iteration)
-SET VARIABLE restem_has_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/sft_set/*/*.parquet'));
+SET VARIABLE restem_has_sft_set = false;
 CREATE OR REPLACE VIEW sft_set AS FROM query(CASE WHEN getvariable('restem_has_sft_set')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
     ELSE 'SELECT
@@ -81,7 +86,7 @@ CREATE OR REPLACE VIEW sft_set AS FROM query(CASE WHEN getvariable('restem_has_s
     END);
 
 -- evaluations (one folder per iteration)
-SET VARIABLE restem_has_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/evaluations/*/*.parquet'));
+SET VARIABLE restem_has_evaluations = false;
 CREATE OR REPLACE VIEW evaluations AS FROM query(CASE WHEN getvariable('restem_has_evaluations')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
     ELSE 'SELECT
@@ -99,7 +104,7 @@ CREATE OR REPLACE VIEW evaluations AS FROM query(CASE WHEN getvariable('restem_h
     END);
 
 -- eval_samples (one folder per iteration)
-SET VARIABLE restem_has_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_eval_samples = false;
 CREATE OR REPLACE VIEW eval_samples AS FROM query(CASE WHEN getvariable('restem_has_eval_samples')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
     ELSE 'SELECT
@@ -122,12 +127,14 @@ CREATE OR REPLACE VIEW eval_samples AS FROM query(CASE WHEN getvariable('restem_
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
         NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
         NULL::BIGINT AS "iteration"
     LIMIT 0'
     END);
 
 -- finetune_log (one folder per iteration)
-SET VARIABLE restem_has_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_finetune_log = false;
 CREATE OR REPLACE VIEW finetune_log AS FROM query(CASE WHEN getvariable('restem_has_finetune_log')
     THEN 'FROM read_parquet(getvariable(''data_root'') || ''/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
     ELSE 'SELECT
@@ -139,8 +146,49 @@ CREATE OR REPLACE VIEW finetune_log AS FROM query(CASE WHEN getvariable('restem_
     LIMIT 0'
     END);
 
+-- reward_audit (one folder per iteration)
+SET VARIABLE restem_has_reward_audit = false;
+CREATE OR REPLACE VIEW reward_audit AS FROM query(CASE WHEN getvariable('restem_has_reward_audit')
+    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "rule",
+        NULL::VARCHAR AS "detail",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0'
+    END);
+
+-- rescores (one folder per iteration)
+SET VARIABLE restem_has_rescores = false;
+CREATE OR REPLACE VIEW rescores AS FROM query(CASE WHEN getvariable('restem_has_rescores')
+    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0'
+    END);
+
 -- scored_samples: every training sample with its reward; reward IS NULL = not scored yet.
 CREATE OR REPLACE VIEW scored_samples AS
 SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details
 FROM samples AS s
 LEFT JOIN rewards AS r USING (iteration, problem_id, sample_idx);
+
+-- Which tables have files, set only now that every view exists (see the header).
+SET VARIABLE restem_has_problems = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/problems/*.parquet'));
+SET VARIABLE restem_has_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/samples/*/*.parquet'));
+SET VARIABLE restem_has_rewards = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/rewards/*/*.parquet'));
+SET VARIABLE restem_has_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/sft_set/*/*.parquet'));
+SET VARIABLE restem_has_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/evaluations/*/*.parquet'));
+SET VARIABLE restem_has_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_reward_audit = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/reward_audit/*/*.parquet'));
+SET VARIABLE restem_has_rescores = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/rescores/*/*.parquet'));

@@ -6,14 +6,17 @@ import threading
 
 import pytest
 
-from restem_assets import math_reward
-from restem_assets.math_reward import (
-    MathVerdict,
+from restem_assets.rewards import math as math_reward
+from restem_assets.rewards.verdict import Verdict
+from restem_assets.rewards.math import (
+    MATH_VERIFY_TIMEOUT_S,
+    VERIFIER_NAME,
     answers_equivalent,
     canonical_answer,
     extract_final_answer,
     normalize_answer,
     score_math,
+    verifier_version,
 )
 
 
@@ -39,7 +42,7 @@ def no_math_verify(monkeypatch):
 def test_restated_question_without_answer_is_no_answer():
     completion = "Question: What is 15 + 85 =\nLet me restate: what is 15 + 85 = ?"
     assert extract_final_answer(completion) is None
-    assert score_math(completion, "100") == MathVerdict(None, 0.0, "no_answer")
+    assert score_math(completion, "100") == Verdict(None, 0.0, "no_answer")
 
 
 def test_missing_answer_is_no_answer():
@@ -71,14 +74,44 @@ def test_answer_line_markdown_and_case():
     assert extract_final_answer("**Answer:** 42") == "42"
     assert extract_final_answer("  answer: 42") == "42"
     assert extract_final_answer("**Answer**: **42**") == "42"
-    # Mid-sentence "answer:" is not an answer line.
-    assert extract_final_answer("The final answer: 42") is None
+    assert extract_final_answer("__Answer__: 42") == "42"
+    # A marker counts anywhere in a line (this was None when only line starts counted).
+    assert extract_final_answer("The final answer: 42") == "42"
+    assert extract_final_answer("So the **ANSWER:** 42") == "42"
+    # ...but not inside a longer word.
+    assert extract_final_answer("Unanswered: 42") is None
+    assert extract_final_answer("reanswer: 42") is None
+
+
+def test_retraction_on_one_line_last_answer_wins():
+    completion = "Answer: 12. Wait, that's wrong. Answer: 13"
+    assert extract_final_answer(completion) == "13"
+    assert score_math(completion, "13") == Verdict("13", 1.0, "correct")
+    assert score_math(completion, "12") == Verdict("13", 0.0, "wrong")
+
+
+def test_retraction_back_to_the_first_value():
+    completion = "Answer: 13\nHmm, 12 + 1 is 13 but I added the wrong terms. Answer: 12"
+    assert score_math(completion, "12").reward == 1.0
+    assert score_math(completion, "13").reason == "wrong"
+
+
+def test_corrected_mid_line_answer():
+    completion = "First pass gives answer: 40, but I dropped a carry, so the final answer: 50"
+    assert extract_final_answer(completion) == "50"
+    assert score_math(completion, "50").reward == 1.0
+    assert score_math(completion, "40").reason == "wrong"
+    # The body runs to the end of the marker's line; the retraction text after it spoils it.
+    assert score_math("Answer: 40. Wait, that's wrong.", "40").reason == "unparsable"
+    # A later boxed value beats an earlier marker on the same line, and the other way round.
+    assert extract_final_answer("Answer: 40, no: \\boxed{50}") == "50"
+    assert extract_final_answer("\\boxed{40} is wrong; Answer: 50") == "50"
 
 
 def test_boxed_with_nested_braces():
     completion = "Therefore $\\boxed{\\frac{1}{2}}$."
     assert extract_final_answer(completion) == "\\frac{1}{2}"
-    assert score_math(completion, "0.5") == MathVerdict("\\frac{1}{2}", 1.0, "correct")
+    assert score_math(completion, "0.5") == Verdict("\\frac{1}{2}", 1.0, "correct")
 
 
 def test_boxed_inside_answer_line_is_unwrapped():
@@ -95,9 +128,57 @@ def test_expression_copied_from_question_is_not_correct():
     assert verdict.extracted_answer == "15 + 85 ="
 
 
+@pytest.mark.parametrize(
+    "answer",
+    ["3 + 4", "3+4", "7 + 0", "0 + 7", "1 * 7", "7 * 1", "7 - 0", "2*7/2", "14/2", "\\frac{14}{2}", "\\dfrac{14}{2}",
+     "7/1", "2^3 - 1", "7^1", "7 \\cdot 1", "1 \\times 7", "7 \\div 1", "-(-7)", "--7", "(3+4)", "[3+4]", "(7)",
+     "((7))", "\\left(7\\right)", "3 + 4 = 7", "\\sqrt{49}", "2(3.5)", "3 + 4\\text{ apples}", "x = 3 + 4", "7 + 0 = 7"],
+)
+def test_expression_for_a_number_gold_is_expression(answer, no_math_verify):
+    # A value, not an expression: no math-verify needed to say so.
+    for completion in (f"Answer: {answer}", f"\\boxed{{{answer}}}", f"**Answer:** ${answer}$"):
+        verdict = score_math(completion, "7")
+        assert verdict.reward == 0.0, completion
+        assert verdict.reason == "expression", completion
+
+
+def test_non_arithmetic_expression_equal_to_a_number_gold_is_expression():
+    assert score_math("Answer: 7!", "5040").reason == "expression"
+    assert score_math("Answer: \\binom{7}{1}", "7").reason == "expression"
+    assert score_math("Answer: |-7|", "7").reason == "expression"
+    assert score_math("Answer: \\pi", "3").reason == "wrong"
+
+
+def test_parenthesised_number_is_not_a_number_but_latex_braces_are(no_math_verify):
+    # Decision: brackets are never part of a number, so `(7)` and `(-7)` score 0;
+    # `{7}` is only LaTeX grouping and is the number 7.
+    assert score_math("Answer: (7)", "7") == Verdict("(7)", 0.0, "expression")
+    assert score_math("Answer: (-7)", "-7").reason == "expression"
+    assert score_math("Answer: ${7}$", "7").reward == 1.0
+
+
+@pytest.mark.parametrize("answer", ["7", "+7", "7.", "7.0", "7.00", " 7 ", "$7$", "\\boxed{7}", "7 apples", "x = 7", "7\\%", "07"])
+def test_number_forms_for_an_integer_gold(answer, no_math_verify):
+    assert score_math(f"Answer: {answer}", "7").reward == 1.0
+
+
+def test_fractions_for_a_non_integer_gold(no_math_verify):
+    for gold in ("5/2", "\\frac{5}{2}", "2.5", "\\dfrac{5}{2}"):
+        for answer in ("5/2", "\\frac{5}{2}", "\\frac52", "2.5", "2.50", "$\\dfrac{5}{2}$"):
+            assert score_math(f"Answer: {answer}", gold).reward == 1.0, (answer, gold)
+        # an unreduced fraction is a division left undone, like `\\frac{84}{144}` for "Simplify"
+        assert score_math("Answer: \\frac{10}{4}", gold).reason == "expression"
+        assert score_math("Answer: 5/2 + 0", gold).reason == "expression"
+        assert score_math("Answer: 3/2", gold).reason == "wrong"
+    assert score_math("Answer: -5/2", "-\\frac{5}{2}").reward == 1.0
+    assert score_math("Answer: \\frac{-5}{2}", "-2.5").reward == 1.0
+    # the gold's own written form is always accepted, however odd
+    assert score_math("Answer: 14/2", "14/2").reward == 1.0
+
+
 def test_plain_answer_after_working_is_correct():
     completion = "We compute 15 + 85 = 100.\nAnswer: 100"
-    assert score_math(completion, "100") == MathVerdict("100", 1.0, "correct")
+    assert score_math(completion, "100") == Verdict("100", 1.0, "correct")
 
 
 def test_numbers_in_the_reasoning_are_ignored():
@@ -179,9 +260,40 @@ def test_text_answers_compare_as_text_not_as_letter_products():
     assert answers_equivalent("Nevely", "Evelyn") is False
 
 
+def test_question_expression_copied_as_answer_is_expression():
+    question = "Compute $\\frac{6}{8}+\\frac{1}{8}$."
+    assert score_math("Answer: \\frac{6}{8}+\\frac{1}{8}", "\\frac{7}{8}", question=question).reason == "expression"
+    assert score_math("Answer: \\frac{7}{8}", "\\frac{7}{8}", question=question).reward == 1.0
+    # symbolic gold: math-verify says equal, the question says copied
+    question = "Simplify $\\frac{\\sqrt{8}}{4}$."
+    gold = "\\frac{\\sqrt{2}}{2}"
+    assert score_math("Answer: $\\frac{\\sqrt{8}}{4}$", gold, question=question) == Verdict(
+        "$\\frac{\\sqrt{8}}{4}$", 0.0, "expression"
+    )
+    assert score_math("Answer: \\dfrac{ \\sqrt{8} }{4}", gold, question=question).reason == "expression"
+    assert score_math("Answer: \\frac{\\sqrt{8}}{4}", gold).reward == 1.0  # without the question: equivalence only
+    assert score_math("Answer: \\frac{\\sqrt{2}}{2}", gold, question=question).reward == 1.0
+    assert score_math("Answer: \\frac{\\sqrt2}{2}", gold, question=question).reward == 1.0
+    question = "Expand $(x + 1)^2$."
+    assert score_math("Answer: (x+1)^2", "x^2+2x+1", question=question).reason == "expression"
+    assert score_math("Answer: x^2 + 2x + 1", "x^2+2x+1", question=question).reward == 1.0
+    assert score_math("Answer: x^2 + 2x + 2", "x^2+2x+1", question=question).reason == "wrong"
+
+
+def test_answer_named_in_the_question_in_the_gold_form_is_correct():
+    question = "Which is larger, $\\sqrt{2}$ or $\\frac{\\pi}{3}$?"
+    assert score_math("Answer: $\\sqrt{2}$", "\\sqrt{2}", question=question).reward == 1.0
+    question = "Simplify $3x + 4x$ and state whether it equals $7x$."
+    assert score_math("Answer: 7x", "7x", question=question).reward == 1.0
+    assert score_math("Answer: 3x + 4x", "7x", question=question).reason == "expression"
+    # plain numbers and words are never "copied", though they occur in most questions
+    question = "State the final answer to the following arithmetic problem: 7 + 0 ="
+    assert score_math("Answer: 7", "7", question=question).reward == 1.0
+
+
 def test_unparsable_versus_wrong():
     assert score_math("Answer: 42 (since 15+27=42)", "42").reason == "unparsable"
-    assert score_math("Answer: 41", "42") == MathVerdict("41", 0.0, "wrong")
+    assert score_math("Answer: 41", "42") == Verdict("41", 0.0, "wrong")
     assert score_math("Answer: \\frac{1}{", "42").reason == "unparsable"
 
 
@@ -194,6 +306,40 @@ def test_power_tower_is_refused_without_evaluation(no_math_verify):
 def test_fast_numeric_path_never_touches_math_verify(no_math_verify):
     for i in range(200):
         assert score_math(f"Work...\nAnswer: {i}", str(i)).reward == 1.0
+        assert score_math(f"Work...\nAnswer: {i} + 0", str(i)).reason == "expression"
+
+
+# ---------------------------------------------------------- verifier version
+
+
+def test_verifier_version_is_a_short_stable_hash(monkeypatch):
+    assert VERIFIER_NAME == "math"
+    version = verifier_version()
+    assert len(version) == 12 and int(version, 16) >= 0
+    assert verifier_version() == version
+    try:
+        verifier_version.cache_clear()
+        monkeypatch.setattr(math_reward, "MATH_VERIFY_TIMEOUT_S", MATH_VERIFY_TIMEOUT_S + 1)
+        assert verifier_version() != version  # a settings change is a new verifier
+        monkeypatch.undo()
+        verifier_version.cache_clear()
+        assert verifier_version() == version
+    finally:
+        verifier_version.cache_clear()
+
+
+def test_verifier_version_covers_the_source(monkeypatch, tmp_path):
+    version = verifier_version()
+    edited = tmp_path / "math.py"
+    edited.write_text(open(math_reward.__file__, encoding="utf-8").read() + "\n# edited\n", encoding="utf-8")
+    try:
+        verifier_version.cache_clear()
+        monkeypatch.setattr(math_reward, "__file__", str(edited))
+        assert verifier_version() != version
+    finally:
+        monkeypatch.undo()
+        verifier_version.cache_clear()
+    assert verifier_version() == version
 
 
 def test_math_verify_path_works_off_the_main_thread():

@@ -39,6 +39,7 @@ PROBLEMS = [
     ("t3", "test", "chain_sum", "math", "12"),
 ]
 GOLD = {pid: answer for pid, _, _, _, answer in PROBLEMS}
+DOMAIN = {pid: domain for pid, _, _, domain, _ in PROBLEMS}
 # E-step of iteration i (sampled from policy[i-1]) -> (problem_id, sample_idx, reason, n_tokens,
 # finish_reason); reward = 1 iff reason is 'correct' or 'passed'.
 SAMPLES = {
@@ -67,6 +68,11 @@ SAMPLES = {
 }
 # iteration -> kept (problem_id, sample_idx); iteration 2 dropped p3/2 as a duplicate of p3/0.
 SFT = {1: [("p1", 0), ("p1", 2)], 2: [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p3", 0)]}
+# iteration -> accepted samples the reward audit flagged: (problem_id, sample_idx, rule).
+AUDIT = {1: [("p1", 0, "answer_not_last_line")],
+         2: [("p1", 2, "very_short"), ("p3", 0, "special_cases_test_input"), ("p1", 1, "very_short")]}
+# iteration -> verdicts a later verifier changed when the samples were rescored: (problem_id, sample_idx) -> reason.
+RESCORED = {1: {("p1", 2): "expression", ("p2", 1): "correct"}}
 # iteration -> (step, epoch, loss, learning_rate) of the fine-tune that produced policy[i]; the
 # last step's loss is not the lowest, and iteration 2's log is written out of step order.
 FINETUNE_LOG = {
@@ -125,6 +131,7 @@ def _eval_sample_row(mode, pid, idx, answer, policy):
         "top_p": 1.0 if mode == "greedy" else 0.95, "max_new_tokens": 64, "seed": 99 + idx,
         "extracted_answer": answer, "reward": reward,
         "reason": "no_answer" if answer is None else ("correct" if reward else "wrong"), "details": None,
+        "verifier": "math", "verifier_version": "v1",
     }
 
 
@@ -144,7 +151,8 @@ def write_history(store: ParquetStore) -> None:
             "rewards",
             [
                 {"problem_id": p, "sample_idx": i, "extracted_answer": None if r == "no_answer" else "x",
-                 "reward": 1.0 if r in ("correct", "passed") else 0.0, "reason": r, "details": None}
+                 "reward": 1.0 if r in ("correct", "passed") else 0.0, "reason": r, "details": None,
+                 "verifier": DOMAIN[p], "verifier_version": "v1"}
                 for p, i, r, _, _ in rows
             ],
             schemas.REWARDS,
@@ -158,6 +166,17 @@ def write_history(store: ParquetStore) -> None:
             schemas.SFT_SET,
             iteration=it,
         )
+    for it, rows in AUDIT.items():
+        store.write_table("reward_audit", [{"problem_id": p, "sample_idx": i, "rule": rule, "detail": "d"}
+                                           for p, i, rule in rows], schemas.REWARD_AUDIT, iteration=it)
+    for it, changed in RESCORED.items():
+        rescored = []
+        for p, i, r, _, _ in SAMPLES[it]:
+            r = changed.get((p, i), r)
+            rescored.append({"problem_id": p, "sample_idx": i, "extracted_answer": None if r == "no_answer" else "x",
+                             "reward": 1.0 if r in ("correct", "passed") else 0.0, "reason": r, "details": None,
+                             "verifier": DOMAIN[p], "verifier_version": "v2"})
+        store.write_table("rescores", rescored, schemas.RESCORES, iteration=it)
     for it, rows in FINETUNE_LOG.items():
         store.write_table("finetune_log", [dict(zip(schemas.FINETUNE_LOG.names, r)) for r in rows],
                           schemas.FINETUNE_LOG, iteration=it)
@@ -223,6 +242,22 @@ EXPECTED = {
             (2, "no_answer", 1, 1 / 9),
             (2, "timeout", 1, 1 / 9),
             (2, "wrong", 1, 1 / 9),
+        ],
+    ),
+    "reward_audit": (
+        ["iteration", "rule", "n_flagged", "n_problems", "share_of_sft_set", "example"],
+        [
+            (1, "answer_not_last_line", 1, 1, 1 / 2, "p1#0"),  # iteration 1 kept 2 samples
+            (2, "very_short", 2, 1, 2 / 5, "p1#1"),  # iteration 2 kept 5
+            (2, "special_cases_test_input", 1, 1, 1 / 5, "p3#0"),
+        ],
+    ),
+    "rescore_diff": (
+        ["iteration", "problem_id", "sample_idx", "verifier", "old_version", "new_version", "old_reward", "new_reward",
+         "old_reason", "new_reason", "old_answer", "new_answer"],
+        [
+            (1, "p1", 2, "math", "v1", "v2", 1.0, 0.0, "correct", "expression", "x", "x"),
+            (1, "p2", 1, "math", "v1", "v2", 0.0, 1.0, "wrong", "correct", "x", "x"),
         ],
     ),
     "sft_set_per_iteration": (

@@ -2,10 +2,13 @@
 
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from restem_assets.locks import FileLock, LockHeldError
 from restem_assets.storage import ParquetStore
 
 TORCH_POOL = "torch"  # one torch-heavy step at a time: two on a small CPU host slow each other down
@@ -47,3 +50,25 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], wi
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
     body = "".join("| " + " | ".join(_cell(r.get(c), width) for c in columns) + " |\n" for r in rows[:limit])
     return head + body
+
+
+@contextmanager
+def partition_lock(context: dg.AssetExecutionContext, root: str, name: str):
+    """One writer per partition, whatever launched it: an exclusive lock on `<root>/.locks/<name>.lock`.
+
+    A second run that would write the same partition fails at once, naming the run that
+    writes it. Local data roots only (object stores have no such lock; runs there are
+    serialized by the instance's per-partition run limit, see dagster_project/instance.py).
+    """
+    if "://" in root:
+        yield
+        return
+    lock = FileLock(Path(root) / ".locks" / f"{name}.lock")
+    try:
+        lock.acquire(owner={"run": context.run_id})
+    except LockHeldError as exc:
+        raise dg.Failure(description=f"{name} is being written by another run ({exc}); not writing it twice at once")
+    try:
+        yield
+    finally:
+        lock.release()

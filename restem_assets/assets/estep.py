@@ -1,18 +1,22 @@
 """E-step assets, one partition per iteration: samples -> rewards -> sft_set."""
 
 
+import dataclasses
 import time
 
 import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions, previous_policy_mapping
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, progress_logger, read_problems
-from restem_assets.assets.policy import POLICY_KEY, lookup_policy
-from restem_assets.sampling import sample_rows
-from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
+from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
+from restem_assets.assets.policy import POLICY_KEY, require_policy
+from restem_assets.sampling import SamplingStats, sample_rows
 from restem_assets.rewards import RewardStats, accumulate, score_samples
+from restem_assets.rewards.audit import audit_rows
+from restem_assets.rewards.audit import summarize as summarize_audit
+from restem_assets.schemas import REWARD_AUDIT, REWARDS, SAMPLES, SFT_SET
 from restem_assets.sft_selection import SftSelector
+from restem_assets.staging import ChunkStaging
 
 @dg.asset(
     partitions_def=iteration_partitions,
@@ -25,22 +29,33 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
             engine: EngineResource) -> dg.MaterializeResult:
     iteration = int(context.partition_key)
     store = storage.store()
-    policy = lookup_policy(context.instance, iteration - 1)
+    policy = require_policy(context, iteration - 1)
     train = read_problems(store, "train")
     if not train:
         raise ValueError("the problems table has no train split: nothing to sample")
     params = rest.estep_params(iteration)
-    context.log.info("iteration %d: sampling %d x %d from %s (%s)", iteration, len(train), params.n,
-                     policy.policy_id, policy.path)
-    with engine.open(policy.path) as eng, store.writer("samples", SAMPLES, iteration) as writer:
-        stats = sample_rows(eng, train, params, policy, writer, progress=progress_logger(context, f"samples[{iteration}]"))
+    with partition_lock(context, storage.root, f"iteration={iteration}"):
+        staging = ChunkStaging(store, "samples", iteration, SAMPLES,
+                               request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)})
+        done = {(r["problem_id"], r["sample_idx"]) for r in staging.rows(columns=["problem_id", "sample_idx"])}
+        context.log.info("iteration %d: sampling %d x %d from %s (%s)%s", iteration, len(train), params.n,
+                         policy.policy_id, policy.path, f"; {len(done)} samples kept from an interrupted run" if done else "")
+        if len(done) < len(train) * params.n:
+            with engine.open(policy.path) as eng:
+                stats = sample_rows(eng, train, params, policy, staging,
+                                    progress_logger(context, f"samples[{iteration}]"), done=done)
+        else:  # every sample was finished before the interruption: no engine needed
+            stats = SamplingStats(resumed=len(done))
+        rows = staging.publish()
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": stats.samples,
+            "dagster/row_count": rows,
+            "resumed_samples": stats.resumed,
             "problems": len(train),
             "samples_per_problem": params.n,
             "policy": policy.policy_id,
+            "policy_version": policy.version,
             "policy_path": dg.MetadataValue.path(policy.path),
             "engine": engine.resolved_kind(),
             "completion_tokens": stats.tokens,
@@ -66,7 +81,8 @@ def rewards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     stats = RewardStats()
     t0 = time.perf_counter()
-    with store.writer("rewards", REWARDS, iteration) as writer:
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            store.writer("rewards", REWARDS, iteration) as writer:
         for batch in store.iter_batches("samples", iteration, batch_size=2048,
                                         columns=["problem_id", "sample_idx", "completion"]):
             rows = score_samples(batch.to_pylist(), problems_by_id)
@@ -99,6 +115,9 @@ def rewards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
                           description="an empty SFT set would fine-tune on nothing"),
         dg.AssetCheckSpec("no_test_problems", asset="sft_set", blocking=True,
                           description="no test-split problem leaks into training"),
+        dg.AssetCheckSpec("reward_audit", asset="sft_set", blocking=True,
+                          description="accepted samples that look like reward hacks (rewards.audit); warns, "
+                          "or stops the chain with rest.audit_blocking"),
     ],
 )
 def sft_set(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource) -> dg.MaterializeResult:
@@ -115,8 +134,13 @@ def sft_set(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
             if (s["problem_id"], s["sample_idx"]) in correct:
                 selector.add(s, 1.0)
     rows = selector.rows()
-    store.write_table("sft_set", rows, SFT_SET, iteration)
-    splits = {p["problem_id"]: p["split"] for p in read_problems(store)}
+    problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
+    splits = {pid: p["split"] for pid, p in problems_by_id.items()}
+    flagged = audit_rows(rows, problems_by_id)
+    with partition_lock(context, storage.root, f"iteration={iteration}"):
+        store.write_table("sft_set", rows, SFT_SET, iteration)
+        store.write_table("reward_audit", flagged, REWARD_AUDIT, iteration)
+    audit = summarize_audit(flagged)
     leaked = sorted({r["problem_id"] for r in rows if splits.get(r["problem_id"]) != "train"})
     n_problems = len({r["problem_id"] for r in rows})
     context.log.info("sft_set[%d]: %d examples over %d problems (%d correct, %d duplicates dropped)", iteration,
@@ -136,5 +160,12 @@ def sft_set(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
             dg.AssetCheckResult(check_name="sft_set_not_empty", passed=len(rows) > 0, metadata={"rows": len(rows)}),
             dg.AssetCheckResult(check_name="no_test_problems", passed=not leaked,
                                 metadata={"leaked_problems": dg.MetadataValue.json(leaked[:20])}),
+            dg.AssetCheckResult(
+                check_name="reward_audit", passed=not flagged,
+                severity=dg.AssetCheckSeverity.ERROR if rest.audit_blocking else dg.AssetCheckSeverity.WARN,
+                metadata={"flagged": len(flagged), "flagged_share": len(flagged) / max(1, len(rows)),
+                          **{f"rule/{rule}": n for rule, n in audit["counts"].items()},
+                          "examples": dg.MetadataValue.json(audit["examples"]),
+                          "query": "restem sql reward_audit"}),
         ],
     )

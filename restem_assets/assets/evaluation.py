@@ -1,15 +1,18 @@
 """Evaluation of policy[i] on the held-out split (partition 0 = the base model)."""
 
+import contextlib
+import dataclasses
 import time
 
 import dagster as dg
 
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, progress_logger, read_problems
-from restem_assets.assets.policy import POLICY_KEY, lookup_policy
-from restem_assets.evaluation import evaluate_policy
+from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
+from restem_assets.assets.policy import POLICY_KEY, require_policy
+from restem_assets.evaluation import SCORED_COLUMNS, evaluate_policy
 from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS
+from restem_assets.staging import ChunkStaging
 
 
 @dg.asset(
@@ -23,17 +26,28 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
                engine: EngineResource) -> dg.MaterializeResult:
     iteration = int(context.partition_key)
     store = storage.store()
-    policy = lookup_policy(context.instance, iteration)
+    policy = require_policy(context, iteration)
     all_problems = read_problems(store)
     test = [p for p in all_problems if p["split"] == "test"]
     if not test:
         raise ValueError("the problems table has no test split: nothing to evaluate on")
     by_id = {p["problem_id"]: p for p in all_problems}
     t0 = time.perf_counter()
-    with engine.open(policy.path) as eng, store.writer("eval_samples", EVAL_SAMPLES, iteration) as w:
-        rows, summary = evaluate_policy(eng, test, rest.greedy_params(), rest.eval_sampling_params(), policy, by_id, w,
-                                        progress=lambda mode: progress_logger(context, f"evaluation[{iteration}] {mode}"))
-    store.write_table("evaluations", rows, EVALUATIONS, iteration)
+    greedy, sampled = rest.greedy_params(), rest.eval_sampling_params()
+    with partition_lock(context, storage.root, f"evaluation={iteration}"):
+        staging = ChunkStaging(store, "eval_samples", iteration, EVAL_SAMPLES, request={
+            "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
+            "sampled": dataclasses.asdict(sampled)})
+        done = list(staging.rows(columns=SCORED_COLUMNS))
+        if done:
+            context.log.info("evaluation[%d]: %d completions kept from an interrupted run", iteration, len(done))
+        needed = len(test) * (greedy.n + sampled.n)
+        with engine.open(policy.path) if len(done) < needed else contextlib.nullcontext() as eng:
+            rows, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, staging,
+                                            progress=lambda mode: progress_logger(context, f"evaluation[{iteration}] {mode}"),
+                                            done_rows=done)
+        staging.publish()
+        store.write_table("evaluations", rows, EVALUATIONS, iteration)
     seconds = time.perf_counter() - t0
     context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %.3f", iteration,
                      policy.policy_id, summary.greedy_pass_at_1, summary.k, summary.pass_at_k, summary.k, summary.maj_at_k)
@@ -41,6 +55,8 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
         metadata={
             "dagster/row_count": len(rows),
             "policy": policy.policy_id,
+            "policy_version": policy.version,
+            "resumed_completions": len(done),
             "greedy_pass_at_1": summary.greedy_pass_at_1,
             "pass_at_1": summary.pass_at_1,
             f"pass_at_{summary.k}": summary.pass_at_k,

@@ -8,13 +8,28 @@ import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions
 from restem_assets.assets.resources import ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, read_problems
+from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, read_problems
 from restem_assets.assets.policy import lookup_policy, report_policy
 from restem_assets.atomic import is_local, upload_dir
-from restem_assets.finetune import FinetuneSettings, conversational_records, finetune as run_finetune
+from restem_assets.finetune import FinetuneResult, FinetuneSettings, conversational_records
+from restem_assets.finetune import finetune as run_finetune
 from restem_assets.model_cache import resolve_model
 from restem_assets.policy import init_policy_iteration
 from restem_assets.schemas import FINETUNE_LOG
+
+
+def _train(store, local_init: str, records: list[dict], target: str, settings: FinetuneSettings) -> FinetuneResult:
+    """Fine-tune into `target` under the data root: directly on local disk, else locally and then
+    uploaded under a temporary name and moved into place."""
+    if is_local(store.fs):
+        return run_finetune(local_init, records, Path(target), settings)
+    staging = Path(tempfile.mkdtemp(prefix="restem-finetune-"))
+    try:
+        result = run_finetune(local_init, records, staging / "model", settings)
+        upload_dir(store.fs, staging / "model", target)
+        return result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @dg.asset(
@@ -23,7 +38,8 @@ from restem_assets.schemas import FINETUNE_LOG
     group_name="mstep",
     pool=TORCH_POOL,
     description="Supervised fine-tune (loss on completion tokens only) of the base model (or the previous iterate) "
-    "on the SFT set; writes <root>/models/iteration=<i>/ and reports policy[i].",
+    "on the SFT set; writes <root>/models/iteration=<i>/version=<run>/ (never over a model something sampled "
+    "from) and reports policy[i].",
 )
 def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource) -> dg.MaterializeResult:
     iteration = int(context.partition_key)
@@ -35,25 +51,21 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     settings = FinetuneSettings(method=rest.finetune_method, learning_rate=rest.learning_rate, epochs=rest.epochs,
                                 batch_size=rest.batch_size, max_steps=rest.finetune_max_steps,
                                 lora_rank=rest.lora_rank, seed=rest.seed + iteration)
-    target = store.table_dir("models", iteration)
+    version = context.run_id.split("-")[0]
+    target = f"{store.table_dir('models', iteration)}/version={version}"
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
                      init.path, len(records), store.url(target))
     local_init = resolve_model(init.path)
-    if is_local(store.fs):
-        result = run_finetune(local_init, records, Path(target), settings)
-    else:  # remote root: train locally, then upload under a temporary name and move into place
-        staging = Path(tempfile.mkdtemp(prefix="restem-finetune-"))
-        try:
-            result = run_finetune(local_init, records, staging / "model", settings)
-            upload_dir(store.fs, staging / "model", target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
+    with partition_lock(context, storage.root, f"iteration={iteration}"):
+        result = _train(store, local_init, records, target, settings)
+        store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
     model_url = store.url(target)
-    report_policy(context, iteration, model_url, init_from=init.policy_id, examples=result.examples)
+    report_policy(context, iteration, model_url, version=version, init_from=init.policy_id, init_version=init.version,
+                  examples=result.examples)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(model_url),
+            "version": version,
             "init_from": init.policy_id,
             "method": settings.method,
             "examples": result.examples,

@@ -9,10 +9,12 @@ each iteration's policy came from.
 
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import ModelResource
-from restem_assets.policy import Policy, PolicyNotFoundError, policy_id
+from restem_assets.policy import Policy, PolicyNotFoundError, directory_fingerprint, policy_id
 
 POLICY_KEY = dg.AssetKey("policy")
 
@@ -25,15 +27,47 @@ policy = dg.AssetSpec(
 )
 
 
-def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, **metadata) -> None:
-    """Record policy[iteration] (a model directory) as materialized by the running step."""
+def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, version: str, **metadata) -> None:
+    """Record policy[iteration] (a model directory) as materialized by the running step.
+
+    `version` identifies this model (the producing run); it is the policy's data version,
+    so Dagster marks what sampled or evaluated an older version of policy[iteration] stale.
+    """
     context.log_event(
         dg.AssetMaterialization(
             asset_key=POLICY_KEY,
             partition=str(iteration),
-            metadata={"path": dg.MetadataValue.path(path), "policy_id": policy_id(iteration), **metadata},
+            metadata={"path": dg.MetadataValue.path(path), "policy_id": policy_id(iteration), "version": version,
+                      **metadata},
+            tags={DATA_VERSION_TAG: version},
         )
     )
+    # Dagster takes an external asset's data version from observations: this is what turns
+    # samples[i+1] and evaluation[i] STALE when policy[i] is replaced.
+    context.log_event(dg.AssetObservation(asset_key=POLICY_KEY, partition=str(iteration), tags={DATA_VERSION_TAG: version}))
+
+
+def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None) -> str | None:
+    """The id of a queued or running run that will (re)materialize policy[iteration], if any."""
+    producer = dg.AssetKey("base_model" if iteration == 0 else "finetune")
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+    for run in runs:
+        if run.run_id == exclude_run_id or producer not in (run.asset_selection or set()):
+            continue
+        if iteration == 0 or run.tags.get("dagster/partition") == str(iteration):
+            return run.run_id
+    return None
+
+
+def require_policy(context: dg.AssetExecutionContext, iteration: int, wait_s: int = 30) -> Policy:
+    """policy[iteration], waiting (step retried every `wait_s`, no pool slot held) while a run that will
+    produce it is queued or running: a backfill over several iterations then runs them in order
+    whatever the instance's run concurrency."""
+    pending = producer_in_flight(context.instance, iteration, exclude_run_id=context.run_id)
+    if pending is not None:
+        context.log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, pending, wait_s)
+        raise dg.RetryRequested(max_retries=10_000, seconds_to_wait=wait_s)
+    return lookup_policy(context.instance, iteration)
 
 
 def lookup_policy(instance: dg.DagsterInstance, iteration: int) -> Policy:
@@ -48,11 +82,15 @@ def lookup_policy(instance: dg.DagsterInstance, iteration: int) -> Policy:
             f"(iteration {iteration + 1} samples from it; restem never falls back to another model)"
         )
     meta = records[0].asset_materialization.metadata
-    return Policy(policy_id=policy_id(iteration), path=meta["path"].value)
+    version = meta["version"].value if "version" in meta else records[0].run_id
+    return Policy(policy_id=policy_id(iteration), path=meta["path"].value, version=str(version))
 
 
 @dg.asset(group_name="policy", description="Resolve (and on first use, build) the base model directory; reports policy[0].")
 def base_model(context: dg.AssetExecutionContext, model: ModelResource) -> dg.MaterializeResult:
-    path = model.resolve_base()
-    report_policy(context, 0, path, source=model.base_model)
+    try:
+        path = model.resolve_base()
+    except FileNotFoundError as exc:  # a missing or unusable model directory: fail at set-up, saying what and where
+        raise dg.Failure(description=f"base_model: {exc}") from exc
+    report_policy(context, 0, path, version=directory_fingerprint(path), source=model.base_model)
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(path), "source": model.base_model})

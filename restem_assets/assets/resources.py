@@ -80,6 +80,7 @@ class ReSTResource(dg.ConfigurableResource):
     max_new_tokens: int = 96
     seed: int = 0
     max_per_problem: int = Field(10, description="cap on kept correct samples per problem (paper: 10)")
+    audit_blocking: bool = Field(False, description="a reward-audit finding on sft_set stops the chain (else: warn)")
     # M-step
     init_from: str = Field("base", description="'base' (paper) or 'previous' (continue from the last iterate)")
     finetune_method: str = Field("full", description="'full' or 'lora' (merged on save)")

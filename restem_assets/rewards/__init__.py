@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from restem_assets.rewards.math import score_math
+from restem_assets.rewards.provenance import verifier_version
 from restem_assets.rewards.verdict import Verdict
 
 __all__ = ["RewardStats", "Verdict", "accumulate", "score_samples"]
@@ -31,14 +32,16 @@ class RewardStats:
         return self.correct / self.scored if self.scored else 0.0
 
 
-def _reward_row(sample: Mapping[str, Any], v: Verdict) -> dict:
+def _reward_row(sample: Mapping[str, Any], v: Verdict, verifier: str) -> dict:
     return {
         "problem_id": sample["problem_id"],
         "sample_idx": sample["sample_idx"],
         "extracted_answer": v.extracted_answer,
         "reward": float(v.reward),
         "reason": v.reason,
-        "details": getattr(v, "details", None),  # TODO-after-helper: MathVerdict -> Verdict
+        "details": v.details,
+        "verifier": verifier,
+        "verifier_version": verifier_version(verifier),
     }
 
 
@@ -54,11 +57,11 @@ def score_samples(
             raise KeyError(f"sample {s['problem_id']}#{s['sample_idx']} refers to a problem missing from 'problems'")
         verifier = problem["verifier"]
         if verifier == "math":
-            out[i] = _reward_row(s, score_math(s["completion"], problem["answer"]))
+            out[i] = _reward_row(s, score_math(s["completion"], problem["answer"], question=problem.get("question")), verifier)
         elif verifier == "reasoning_gym":
             from restem_assets.rewards.reasoning_gym import score_reasoning_gym_sample
 
-            out[i] = _reward_row(s, score_reasoning_gym_sample(s["completion"], problem))
+            out[i] = _reward_row(s, score_reasoning_gym_sample(s["completion"], problem), verifier)
         elif verifier == "code":
             code_items.append((i, s["completion"], problem))
         else:
@@ -68,7 +71,7 @@ def score_samples(
 
         verdicts = score_code_batch([(c, p) for _, c, p in code_items], max_workers=max_workers)
         for (i, _, _), v in zip(code_items, verdicts, strict=True):
-            out[i] = _reward_row(samples[i], v)
+            out[i] = _reward_row(samples[i], v, "code")
     return out  # type: ignore[return-value]
 
 

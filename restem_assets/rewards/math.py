@@ -1,12 +1,30 @@
-"""Binary reward for math answers: strict extraction, then equivalence with the gold answer.
+"""Binary reward for math answers: strict extraction, then a value (or equivalent form) of the gold.
 
 ReST^EM keeps only samples whose reward is 1, so a lenient grader leaks wrong reasoning into
-the training set. Two rules keep it honest:
+the training set. The rules that keep it honest:
 
-* Only one string is taken from the completion: the content of the last `Answer:` line or
-  of the last `\\boxed{...}`, whichever starts later. Math-verify never sees the raw completion,
-  because on raw text it grades expressions copied from the question ("15 + 85 =" -> 100).
-* That string must parse as a whole. A dangling operator (`15 + 85 =`) is "unparsable".
+* Only one string is taken from the completion: the body after the last `Answer:` marker
+  (any case, markdown bold allowed, anywhere in a line; the body runs to the end of that line)
+  or the content of the last `\\boxed{...}`, whichever starts later. So a retraction
+  ("Answer: 12. Wait, that's wrong. Answer: 13") counts with its last answer. Math-verify never
+  sees the raw completion, because on raw text it grades expressions copied from the question.
+* A value, not an expression. When the gold answer is a plain number (integer, decimal or
+  fraction, signed, maybe with thousands separators), the answer must itself be a number:
+  `7`, `+7`, `7.0`, `1,234`, `7 apples`, `x = 7`; a fraction (`5/2`, `\\frac{5}{2}`) only where the
+  gold is not an integer. Anything else scores 0: a well-formed arithmetic expression (`3 + 4`,
+  `7 + 0`, `1 * 7`, `14/2` for 7, `2^3`, `\\sqrt{49}`, `(3+4)`, and also `(7)`: brackets are never
+  part of a number) is "expression" whatever its value; another form that math-verify finds
+  equal to the gold (`7!` for 5040, `\\binom{7}{1}`) is "expression" as well, an unequal one "wrong".
+  On this path math-verify is never needed for a reward of 1.
+* For symbolic gold answers (MATH-style `\\frac{\\sqrt{3}}{2}`, `x^2+1`, intervals) equivalence is
+  math-verify's, but with the question text (`score_math(..., question=...)`) an answer that is
+  the problem's own expression is "expression": its normalized, whitespace-free text occurs in
+  the question's, and it is neither a plain number/word nor written exactly as the gold
+  (`\\frac{\\sqrt{8}}{4}` copied from "Simplify $\\frac{\\sqrt{8}}{4}$" scores 0; the gold's own
+  `\\frac{\\sqrt{2}}{2}` scores 1 even if the question mentions it).
+* The answer must parse as a whole. A dangling operator (`15 + 85 =`) is "unparsable".
+
+Reasons: "correct", "wrong", "no_answer", "unparsable", "expression".
 
 Comparison is layered for speed: normalized strings equal -> plain words compared as text
 (`Evelyn`) -> plain numbers via `fractions.Fraction` (never imports math-verify) -> math-verify
@@ -29,46 +47,67 @@ Normalization (applied to both the prediction and the gold answer):
   letter stays because `5 x` is more likely a product than a unit;
 * thousands separators go only in the `1,234,567` pattern, so `1,2` stays a pair;
 * `x = 5` -> `5` when the right side is a plain number.
+
+The grading code's identity is `VERIFIER_NAME` plus `verifier_version()`, a hash of this file,
+latex_boxed.py and the settings, stored with every reward so a change of rules is visible.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import re
 import threading
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from math import gcd
+from pathlib import Path
 
-from restem_assets.latex_boxed import last_boxed, last_boxed_span
+from restem_assets.rewards.latex_boxed import last_boxed, last_boxed_span
+from restem_assets.rewards.verdict import Verdict
 
 # Seconds per math-verify parse/compare on the main thread; off the main thread no timeout is
 # possible (signal.alarm), and the explosive-input guard is what keeps us from hanging.
 MATH_VERIFY_TIMEOUT_S = 5
 
+# Stored with every reward row, with verifier_version(), so rewards graded under other rules can be told apart.
+VERIFIER_NAME = "math"
 
-@dataclass(frozen=True)
-class MathVerdict:
-    extracted_answer: str | None  # the final answer string taken from the completion, None if none
-    reward: float  # 1.0 or 0.0
-    reason: str  # "correct" | "wrong" | "no_answer" | "unparsable"
+
+# Math verdicts' reasons: correct | wrong | no_answer | unparsable | expression.
 
 
 # ---------------------------------------------------------------- extraction
 
-# A line that starts with `Answer:`, allowing markdown around it: `**Answer:**`, `> Answer:`, `## Answer:`.
-_ANSWER_LINE = re.compile(r"^[ \t>#*_-]*answer[ \t]*[*_]*[ \t]*:(?P<body>[^\n]*)$", re.IGNORECASE | re.MULTILINE)
+# An `Answer:` marker anywhere in the text, in any case, with markdown bold allowed around the word
+# (`**Answer:**`, `**Answer**:`, `The final answer: 42`). Not part of a longer word (`reanswer:`).
+_ANSWER_MARKER = re.compile(r"(?<![A-Za-z0-9])answer[ \t]*[*_]*[ \t]*:", re.IGNORECASE)
+
+
+def _last_answer_marker(completion: str) -> tuple[int, str] | None:
+    """(start, body) of the last `Answer:` marker; the body runs from the colon to the end of its line."""
+    last = None
+    for last in _ANSWER_MARKER.finditer(completion):  # markers do not overlap, so every one is seen
+        pass
+    if last is None:
+        return None
+    end = completion.find("\n", last.end())
+    body = completion[last.end() : end if end >= 0 else len(completion)]
+    return last.start(), body.strip().strip(" \t*`")
 
 
 def extract_final_answer(completion: str) -> str | None:
-    """The last `Answer:` line's content or the last `\\boxed{}` content, whichever starts later.
+    """The body of the last `Answer:` marker or the last `\\boxed{}` content, whichever starts later.
 
-    The latest marker wins even when it is empty, so `\\boxed{5} ... Answer:` (e.g. a truncated
-    rewrite) is no answer. Content that normalizes to nothing (`Answer: $$`) is no answer too.
+    The marker may sit anywhere in a line ("Answer: 12. Wait, that's wrong. Answer: 13" -> `13`);
+    its body runs to the end of that line. The latest marker wins even when it is empty, so
+    `\\boxed{5} ... Answer:` (e.g. a truncated rewrite) is no answer. Content that normalizes to
+    nothing (`Answer: $$`) is no answer too.
     """
     candidates: list[tuple[int, str]] = []
-    lines = list(_ANSWER_LINE.finditer(completion))
-    if lines:
-        candidates.append((lines[-1].start(), lines[-1].group("body").strip(" \t*`")))
+    marker = _last_answer_marker(completion)
+    if marker is not None:
+        candidates.append(marker)
     boxed = last_boxed_span(completion)
     if boxed is not None:
         candidates.append(boxed)
@@ -173,6 +212,189 @@ def _fraction_key(value: Fraction) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
+_BRACE_GROUP = re.compile(r"^\{\s*([^{}]*?)\s*\}$")
+
+
+def _number_form(s: str) -> tuple[Fraction, str] | None:
+    """(value, form) when normalized `s` is a number literal, else None.
+
+    Number literals are what `_as_fraction` reads: `7`, `-7`, `+7`, `7.0`, `.5`, `1e3` (form
+    "number"), `5/2`, `\\frac{5}{2}` (form "fraction") and `10/4`, `\\frac{14}{2}` (form
+    "unreduced": a division left undone). LaTeX grouping braces (`{7}`) are typesetting and go;
+    parentheses and brackets do not, so `(7)` is no number.
+    """
+    while (m := _BRACE_GROUP.match(s)) is not None:
+        s = m.group(1)
+    value = _as_fraction(s)
+    if value is None:
+        return None
+    if _PLAIN_NUMBER.match(s):
+        return value, "number"
+    m = _SLASH_FRACTION.match(s)
+    if m:
+        num, den = int(m.group(2)), int(m.group(3))
+    else:
+        m = _LATEX_FRACTION.match(s)
+        num, den = int(m.group(2) or m.group(3)), int(m.group(4) or m.group(5))
+    return value, "fraction" if den > 1 and gcd(num, den) == 1 else "unreduced"
+
+
+# ------------------------------------------------------ arithmetic expressions
+
+_ARITH_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d*)?|\.\d+)"
+    r"|(?P<op>\*\*|[-+*/^=()\[\]{}]|\\(?:cdot|times|div|frac|sqrt)(?![A-Za-z])))\s*"
+)
+_ADD = {"+", "-"}
+_MUL = {"*", "/", r"\cdot", r"\times", r"\div"}
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+_NUM = "<num>"
+
+
+class _NotArithmetic(Exception):
+    pass
+
+
+class _ArithmeticParser:
+    """Recursive descent over numbers, + - * / ^ ** \\cdot \\times \\div =, brackets, \\frac, \\sqrt.
+
+    relation := sum ("=" sum)*;  sum := term (("+"|"-") term)*;
+    term := unary ((mulop unary) | power-starting-with-a-bracket-or-command)*   (`2(3)`, `2\\sqrt{2}`)
+    unary := ("+"|"-")* power;  power := atom (("^"|"**") ("+"|"-")* atom)*
+    atom := number | "(" sum ")" | "[" sum "]" | "{" sum "}" | \\frac arg arg | \\sqrt ("[" sum "]")? arg
+    arg := "{" sum "}" | one digit
+    """
+
+    def __init__(self, tokens: list[tuple[str, str]]):
+        self.tokens, self.i = tokens, 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i][0] if self.i < len(self.tokens) else None
+
+    def eat(self, kinds) -> str | None:
+        kind = self.peek()
+        if kind is not None and kind in kinds:
+            self.i += 1
+            return kind
+        return None
+
+    def expect(self, kind: str) -> None:
+        if not self.eat({kind}):
+            raise _NotArithmetic
+
+    def relation(self) -> None:
+        self.sum()
+        while self.eat({"="}):
+            self.sum()
+
+    def sum(self) -> None:
+        self.term()
+        while self.eat(_ADD):
+            self.term()
+
+    def term(self) -> None:
+        self.unary()
+        while True:
+            if self.eat(_MUL):
+                self.unary()
+            elif self.peek() in ("(", "[", r"\frac", r"\sqrt"):
+                self.power()
+            else:
+                return
+
+    def unary(self) -> None:
+        while self.eat(_ADD):
+            pass
+        self.power()
+
+    def power(self) -> None:
+        self.atom()
+        while self.eat({"^", "**"}):  # a loop, not recursion: `2^-2^-2...` must not exhaust the stack
+            while self.eat(_ADD):
+                pass
+            self.atom()
+
+    def atom(self) -> None:
+        kind = self.peek()
+        if kind == _NUM:
+            self.i += 1
+        elif kind in _CLOSE:
+            self.i += 1
+            self.sum()
+            self.expect(_CLOSE[kind])
+        elif self.eat({r"\frac"}):
+            self.arg()
+            self.arg()
+        elif self.eat({r"\sqrt"}):
+            if self.eat({"["}):
+                self.sum()
+                self.expect("]")
+            self.arg()
+        else:
+            raise _NotArithmetic
+
+    def arg(self) -> None:
+        if self.eat({"{"}):
+            self.sum()
+            self.expect("}")
+        elif self.peek() == _NUM and len(self.tokens[self.i][1]) == 1:
+            self.i += 1
+        else:
+            raise _NotArithmetic
+
+
+def _is_arithmetic(s: str) -> bool:
+    """Whether `s` is a well-formed arithmetic expression over number literals (`3 + 4`, `(7)`, `2^3`)."""
+    tokens: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(s):
+        m = _ARITH_TOKEN.match(s, pos)
+        if m is None or m.end() == pos:
+            return False
+        tokens.append((_NUM, m.group("num")) if m.group("num") else (m.group("op"), m.group("op")))
+        pos = m.end()
+    if not tokens:
+        return False
+    parser = _ArithmeticParser(tokens)
+    try:
+        parser.relation()
+    except (_NotArithmetic, RecursionError):  # callers refuse deep nesting first; this is a backstop
+        return False
+    return parser.i == len(tokens)
+
+
+# ------------------------------------------------- copied from the question
+
+_SINGLE_DIGIT_FRAC = re.compile(r"\\frac\s*(\d)\s*(\d)")
+_SINGLE_CHAR_SQRT = re.compile(r"\\sqrt\s*([0-9A-Za-z])")
+
+
+def _squash(s: str) -> str:
+    """Text for substring tests: math delimiters, spacing commands and all whitespace removed."""
+    s = s.translate(_UNICODE).replace(r"\$", "").replace("$", "")
+    s = re.sub(r"\\[()\[\]]", "", s)
+    s = _LATEX_NOISE.sub("", s)
+    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    s = _SINGLE_DIGIT_FRAC.sub(r"\\frac{\1}{\2}", s)
+    s = _SINGLE_CHAR_SQRT.sub(r"\\sqrt{\1}", s)
+    return re.sub(r"\s+", "", s)
+
+
+def _copied_from_question(pred: str, gold: str, question: str) -> bool:
+    """Whether normalized `pred` is the problem's own expression rather than a value.
+
+    It is when its whitespace-free text occurs in the question's, unless it is a plain number or
+    word (`7` occurs in most questions) or is written exactly as the gold answer is (a question
+    may name the right choice: "Which is larger, $\\sqrt{2}$ or ...").
+    """
+    if _as_fraction(pred) is not None or _is_text(pred):
+        return False
+    p = _squash(pred)
+    if not p or p == _squash(gold):
+        return False
+    return p in _squash(question)
+
+
 # ------------------------------------------------------- symbolic fallback
 
 # An expression that stops at an operator was copied from a question or cut off: never an answer.
@@ -249,8 +471,24 @@ def _is_text(s: str) -> bool:
     return bool(_TEXT_ANSWER.match(s)) and s.lower() not in _MATH_WORDS
 
 
+# Deeper bracket nesting than any answer needs; parsers recurse per level (and sympy slowly).
+_MAX_NESTING = 32
+
+
+def _too_deep(s: str) -> bool:
+    depth = 0
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                return True
+        elif ch in ")]}":
+            depth -= 1
+    return False
+
+
 def _parse_prediction(s: str) -> tuple | None:
-    if not s or _INCOMPLETE.search(s) or _EXPLOSIVE.search(s):
+    if not s or _INCOMPLETE.search(s) or _EXPLOSIVE.search(s) or _too_deep(s):
         return None
     return _parse_math(s)
 
@@ -317,12 +555,65 @@ def canonical_answer(answer: str | None) -> str | None:
         return s
 
 
-def score_math(completion: str, gold: str) -> MathVerdict:
-    """Reward 1.0 only when the strictly extracted final answer is equivalent to `gold`."""
+_ASSIGNED_EXPRESSION = re.compile(r"^[A-Za-z]\s*=\s*(.+)$")
+
+
+def _grade_against_number(pred: str, gold: Fraction, gold_text: str) -> str:
+    """The reason for normalized `pred` against a gold that is a number: only a number can be correct."""
+    form = _number_form(pred)
+    if form is not None:
+        value, kind = form
+        if value != gold:
+            return "wrong"
+        if kind == "number" or _squash(pred) == _squash(gold_text):
+            return "correct"
+        # `5/2` is the value 5/2 (or 2.5); `14/2` for 7, `10/4` for 5/2 are divisions left undone
+        # (`\\frac{84}{144}` copied from "Simplify $\\frac{84}{144}$").
+        return "correct" if kind == "fraction" and gold.denominator > 1 else "expression"
+    if not pred or _INCOMPLETE.search(pred) or _EXPLOSIVE.search(pred) or _too_deep(pred):
+        return "unparsable"
+    assignment = _ASSIGNED_EXPRESSION.match(pred)
+    if _is_arithmetic(assignment.group(1) if assignment else pred):
+        return "expression"
+    same = answers_equivalent(pred, _fraction_key(gold))
+    if same is None:
+        return "unparsable"
+    return "expression" if same else "wrong"  # `7!` for 5040: equal, but not a number
+
+
+def score_math(completion: str, gold: str, question: str | None = None) -> Verdict:
+    """Reward 1.0 only when the strictly extracted final answer is the gold's value.
+
+    A number gold needs a number (an expression with that value is "expression"); a symbolic
+    gold needs an equivalent answer that, given `question`, is not copied from the question.
+    """
     answer = extract_final_answer(completion)
     if answer is None:
-        return MathVerdict(None, 0.0, "no_answer")
-    same = answers_equivalent(answer, gold)
-    if same is None:
-        return MathVerdict(answer, 0.0, "unparsable")
-    return MathVerdict(answer, 1.0 if same else 0.0, "correct" if same else "wrong")
+        return Verdict(None, 0.0, "no_answer")
+    pred, gold_norm = normalize_answer(answer), normalize_answer(gold)
+    gold_value = _as_fraction(gold_norm)
+    if gold_value is not None:
+        reason = _grade_against_number(pred, gold_value, gold_norm)
+    else:
+        same = answers_equivalent(answer, gold)
+        if same is None:
+            reason = "unparsable"
+        elif not same:
+            reason = "wrong"
+        elif question and _copied_from_question(pred, gold_norm, question):
+            reason = "expression"
+        else:
+            reason = "correct"
+    return Verdict(answer, 1.0 if reason == "correct" else 0.0, reason)
+
+
+@lru_cache(maxsize=1)
+def verifier_version() -> str:
+    """First 12 hex digits of sha256 over the grading code (this file, latex_boxed.py) and settings."""
+    digest = hashlib.sha256()
+    for source in (__file__, inspect.getsourcefile(last_boxed)):
+        text = Path(source).read_text(encoding="utf-8").replace("\r\n", "\n")
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\0")
+    digest.update(f"MATH_VERIFY_TIMEOUT_S={MATH_VERIFY_TIMEOUT_S}".encode())
+    return digest.hexdigest()[:12]
