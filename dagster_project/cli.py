@@ -44,12 +44,20 @@ def _root_cause(result) -> str:
     return "; ".join(lines)
 
 
-def _execute(defs, instance, job_name: str, partition: str | None) -> float:
+def _execute(defs, instance, job_name: str, partition: str | None, assets: tuple[str, ...] | None = None) -> float:
+    import dagster as dg
+
+    from dagster_project.run_guard import process_tags
+
     job = defs.resolve_job_def(job_name)
     label = f"{job_name}[{partition}]" if partition is not None else job_name
+    if assets:
+        label += f" (resuming at {assets[0]})"
     print(f"==> {label}", flush=True)
     t0 = time.perf_counter()
-    result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
+    result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
+                                    tags=process_tags(),
+                                    asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
     seconds = time.perf_counter() - t0
     if not result.success:
         raise SystemExit(f"{label} failed after {seconds:.0f}s: {_root_cause(result) or 'see the run in the webserver'}")
@@ -68,28 +76,59 @@ def _open(args: argparse.Namespace):
     return settings, build_definitions(settings), persistent_instance(_dagster_home(args))
 
 
+def _recover(instance, root: str) -> None:
+    """Before driving: fail runs whose process died (freeing their pool slots) and, when no run is
+    left in flight, delete the temporary files killed writers left behind."""
+    import dagster as dg
+    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+
+    from dagster_project.run_guard import reap_dead_runs, remove_orphans
+
+    for run_id in reap_dead_runs(instance):
+        print(f"restem: run {run_id} was left STARTED by a process that is gone: marked failed, slots freed", flush=True)
+    if not instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=1):
+        removed = remove_orphans(root)
+        if removed:
+            print(f"restem: removed {len(removed)} temporary file(s) left by interrupted writers", flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster_project.loop_state import Step, next_step, read_loop_state
+    from dagster_project.run_guard import driver_lock, stop_on_sigterm
+    from restem_assets.locks import LockHeldError
 
+    stop_on_sigterm()
     settings, defs, instance = _open(args)
-    print(f"restem: profile {settings.profile}, DAGSTER_HOME={instance.root_directory}, "
-          f"data root {defs.resources['storage'].root}", flush=True)
-    if args.force:
-        _execute(defs, instance, "setup", None)
-        for i in range(0, args.iterations + 1):
-            if i:
-                _execute(defs, instance, "iteration", str(i))
-            _execute(defs, instance, "evaluate", str(i))
-    else:
+    try:
+        lock = driver_lock(Path(instance.root_directory), wait=args.wait)
+    except LockHeldError as exc:
+        print(f"restem: {exc}", file=sys.stderr)
+        return 2
+    with lock:
+        root = defs.resources["storage"].root
+        print(f"restem: profile {settings.profile}, DAGSTER_HOME={instance.root_directory}, data root {root}",
+              flush=True)
+        _recover(instance, root)
+        graph = defs.resolve_asset_graph()
+        if args.force or args.from_iteration is not None:
+            first = 0 if args.force else args.from_iteration
+            if first <= 0:
+                _execute(defs, instance, "setup", None)
+            for i in range(max(first, 0), args.iterations + 1):
+                if i:
+                    _execute(defs, instance, "iteration", str(i))
+                _execute(defs, instance, "evaluate", str(i))
         while True:
-            step = next_step(read_loop_state(instance), args.iterations, not args.no_stop)
+            step = next_step(read_loop_state(instance, graph), args.iterations, not args.no_stop)
             if isinstance(step, str):
-                print(f"restem: {step}")
+                print(f"restem: {step}", flush=True)
+                if step.startswith("stale"):
+                    return 3
                 break
             assert isinstance(step, Step)
-            _execute(defs, instance, step.job, step.partition)
-    _execute(defs, instance, "report_progress", None)
-    report = Path(defs.resources["storage"].root) / "reports" / "progress.md"
+            _execute(defs, instance, step.job, step.partition, step.assets)
+        _execute(defs, instance, "report_progress", None)
+    report = Path(root) / "reports" / "progress.md"
     if report.exists():
         print("\n" + report.read_text())
         print(f"chart: {report.with_suffix('.png')}")
@@ -158,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     common(p)
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--no-stop", action="store_true", help="keep going even when validation stops improving")
-    p.add_argument("--force", action="store_true", help="re-materialize steps that already exist")
+    p.add_argument("--force", action="store_true", help="re-materialize every step, set-up included")
+    p.add_argument("--from-iteration", type=int, metavar="I",
+                   help="redo iterations I..N (and their evaluations), e.g. after iteration I's inputs changed")
+    p.add_argument("--wait", action="store_true", help="if another driver runs on this instance, wait for it")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("estep", help="set-up plus the E-step of one iteration (samples, rewards, sft_set)")

@@ -10,13 +10,24 @@ from pathlib import Path
 
 import dagster as dg
 
-DAGSTER_YAML = """\
-# Written by restem. One torch-heavy step at a time: two at once on a small CPU host slow each other down.
+MARKER = "# Written by restem."
+DAGSTER_YAML = MARKER + """ One torch-heavy step at a time: two at once on a small CPU host slow each other down.
+# Never two runs of the same partition at once (whatever max_concurrent_runs says); the assets
+# also lock their partition, so this holds for runs this queue does not see (the restem CLI).
+# Run monitoring fails runs whose worker process died, freeing their pool slots.
 concurrency:
   pools:
     default_limit: 1
   runs:
     max_concurrent_runs: 1
+    tag_concurrency_limits:
+      - key: dagster/partition
+        limit: 1
+        value:
+          applyLimitPerUniqueValue: true
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
 telemetry:
   enabled: false
 """
@@ -29,8 +40,8 @@ def prepare_dagster_home(home: str | Path | None = None) -> Path:
     home = Path(home or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    if not config.exists() or (config.read_text().startswith(MARKER) and config.read_text() != DAGSTER_YAML):
+        config.write_text(DAGSTER_YAML)  # ours (or an older version of ours): kept current; a user's own: kept
     return home
 
 

@@ -1,23 +1,35 @@
 """What the ReST^EM loop has done so far, read from the Dagster instance.
 
-Shared by the CLI driver and the sensor, so both decide the next step the same way.
+Shared by the CLI driver and the sensor, so both decide the next step the same way:
+which assets of which iteration are materialized (a crashed iteration resumes at its
+first missing step), and which materializations are stale because something upstream
+was materialized again since (Dagster's own data-version staleness, the same the
+webserver shows). The loop never reports "done" over stale iterations.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 
+from restem_assets.assets.staleness import stale_causes
 from restem_assets.progress_report import improved
+
+ITERATION_ASSETS = ("samples", "rewards", "sft_set", "finetune")  # in the order one iteration runs them
 
 
 @dataclass
 class LoopState:
     has_problems: bool
     has_base_policy: bool
-    finetuned: set[int]
+    materialized: dict[str, set[int]]  # iteration asset -> partitions materialized
     evaluated: dict[int, float]  # policy iteration -> greedy pass@1
+    stale: dict[tuple[str, int], str] = field(default_factory=dict)  # (asset, partition) -> why
+
+    @property
+    def finetuned(self) -> set[int]:
+        return self.materialized.get("finetune", set())
 
     def history(self) -> list[float]:
         """Greedy pass@1 of policy 0, 1, ... as far as evaluated without gaps."""
@@ -27,8 +39,12 @@ class LoopState:
             i += 1
         return out
 
+    def stale_iterations(self) -> list[int]:
+        return sorted({p for _, p in self.stale})
 
-def read_loop_state(instance: dg.DagsterInstance) -> LoopState:
+
+def read_loop_state(instance: dg.DagsterInstance, asset_graph=None) -> LoopState:
+    """The loop's state; with `asset_graph` (the Definitions' graph) stale materializations are found too."""
     def partitions(key: str) -> set[int]:
         return {int(p) for p in instance.get_materialized_partitions(dg.AssetKey(key))}
 
@@ -38,32 +54,53 @@ def read_loop_state(instance: dg.DagsterInstance) -> LoopState:
         mat = rec.asset_materialization
         if mat is not None and mat.partition is not None and "greedy_pass_at_1" in mat.metadata:
             evaluated[int(mat.partition)] = float(mat.metadata["greedy_pass_at_1"].value)
+    materialized = {name: partitions(name) for name in ITERATION_ASSETS}
+    stale = {}
+    if asset_graph is not None:
+        keys = [(name, p) for name, done in materialized.items() for p in sorted(done)]
+        keys += [("evaluation", p) for p in sorted(evaluated)]
+        stale = stale_causes(instance, asset_graph, keys)
     return LoopState(
         has_problems=instance.get_latest_materialization_event(dg.AssetKey("problems")) is not None,
         has_base_policy=0 in partitions("policy"),
-        finetuned=partitions("finetune"),
+        materialized=materialized,
         evaluated=evaluated,
+        stale=stale,
     )
 
 
 @dataclass(frozen=True)
 class Step:
-    job: str  # "setup" | "iteration" | "evaluate" | "progress"
+    job: str  # "setup" | "iteration" | "evaluate" | "report_progress"
     partition: str | None = None
+    assets: tuple[str, ...] | None = None  # a subset of the job's assets (resuming an interrupted iteration)
+
+
+def stale_message(state: LoopState) -> str:
+    first = state.stale_iterations()[0]
+    what = "; ".join(f"{name}[{p}]: {why}" for (name, p), why in sorted(state.stale.items(), key=lambda kv: kv[0][1]))
+    return (f"stale: {what}. Something upstream was materialized again after these; "
+            f"redo them with `restem run --from-iteration {max(first, 1)}`")
 
 
 def next_step(state: LoopState, target_iterations: int, stop_when_no_improvement: bool) -> Step | str:
-    """The next step of the loop, or a string saying why there is none."""
+    """The next step of the loop, or a string saying why there is none ("done", "stopped", "stale")."""
     if not state.has_problems or not state.has_base_policy:
         return Step("setup")
+    if any(p <= target_iterations for _, p in state.stale):
+        return stale_message(state)
     if 0 not in state.evaluated:
         return Step("evaluate", "0")
     for i in range(1, target_iterations + 1):
-        if i not in state.finetuned:
-            history = state.history()
-            if stop_when_no_improvement and len(history) >= 2 and len(history) == i and not improved(history):
-                return f"stopped: held-out greedy pass@1 did not improve at iteration {i - 1} ({history})"
-            return Step("iteration", str(i))
+        missing = [name for name in ITERATION_ASSETS if i not in state.materialized.get(name, set())]
+        if missing:
+            first = ITERATION_ASSETS.index(missing[0])
+            if first == 0:  # nothing of iteration i yet: Algorithm 1's stopping rule applies here
+                history = state.history()
+                if stop_when_no_improvement and len(history) >= 2 and len(history) == i and not improved(history):
+                    return f"stopped: held-out greedy pass@1 did not improve at iteration {i - 1} ({history})"
+                return Step("iteration", str(i))
+            return Step("iteration", str(i), ITERATION_ASSETS[first:])
         if i not in state.evaluated:
             return Step("evaluate", str(i))
     return f"done: {target_iterations} iterations finetuned and evaluated"

@@ -13,6 +13,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from dagster_project.jobs import evaluate_job, iteration_job, progress_job, setup_job
 from dagster_project.loop_state import Step, next_step, read_loop_state
+from dagster_project.run_guard import reap_dead_runs
 from restem_assets.assets.resources import ReSTResource
 
 JOBS = {"setup": setup_job, "iteration": iteration_job, "evaluate": evaluate_job, "report_progress": progress_job}
@@ -22,15 +23,19 @@ JOBS = {"setup": setup_job, "iteration": iteration_job, "evaluate": evaluate_job
            default_status=dg.DefaultSensorStatus.STOPPED,
            description="Continue ReST^EM until rest.target_iterations or until validation stops improving.")
 def continue_rest_loop(context: dg.SensorEvaluationContext, rest: ReSTResource):
+    for run_id in reap_dead_runs(context.instance):
+        context.log.warning("run %s was left STARTED by a restem process that is gone: marked failed", run_id)
     busy = context.instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=1)
     if busy:
         return dg.SkipReason(f"run {busy[0].run_id} is still in progress")
-    step = next_step(read_loop_state(context.instance), rest.target_iterations, rest.stop_when_no_improvement)
+    graph = context.repository_def.asset_graph if context.repository_def is not None else None
+    step = next_step(read_loop_state(context.instance, graph), rest.target_iterations, rest.stop_when_no_improvement)
     if isinstance(step, str):
         return dg.SkipReason(step)
     return _run_request(step)
 
 
 def _run_request(step: Step) -> dg.RunRequest:
-    key = f"{step.job}-{step.partition}" if step.partition is not None else step.job
-    return dg.RunRequest(run_key=key, job_name=JOBS[step.job].name, partition_key=step.partition)
+    """No run key: a failed step must be retried, and the busy check above already keeps one run at a time."""
+    return dg.RunRequest(job_name=JOBS[step.job].name, partition_key=step.partition,
+                         asset_selection=[dg.AssetKey(a) for a in step.assets] if step.assets else None)

@@ -58,8 +58,9 @@ def _fmt(value: Any, name: str) -> str:
     return str(value)
 
 
-def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float]] | None = None) -> str:
-    """A markdown table: one row per policy, metrics plus wall seconds per stage."""
+def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float]] | None = None,
+                      omitted: Mapping[int, str] | None = None) -> str:
+    """A markdown table: one row per policy, metrics plus wall seconds per stage; then why rows were left out."""
     timings = timings or {}
     stages = sorted({s for t in timings.values() for s in t})
     k = df["k"].max() if df.height else None
@@ -70,6 +71,8 @@ def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float
         t = timings.get(int(row["iteration"]), {})
         cells += [f"{t[s]:.0f}" if s in t else "–" for s in stages]
         lines.append("| " + " | ".join(cells) + " |")
+    for it, why in sorted((omitted or {}).items()):
+        lines.append(f"\nIteration {it} left out: {why} (redo it with `restem run --from-iteration {max(it, 1)}`).")
     return "\n".join(lines) + "\n"
 
 

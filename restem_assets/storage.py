@@ -204,3 +204,14 @@ class TableWriter:
 def fsspec_open(url: str, mode: str = "rb", **kwargs):
     """Open any local path or fsspec URL (used by dataset loaders)."""
     return fsspec.open(url, mode, **kwargs)
+
+
+def table_fingerprint(table: pa.Table) -> str:
+    """A short content hash of a table (rows in order), for data versions that survive a reload."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    for batch in table.to_batches(max_chunksize=4096):
+        digest.update(json.dumps(batch.to_pylist(), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

@@ -32,11 +32,13 @@ def test_two_iterations_lineage_and_evaluation(tmp_path, model_path):
     assert ft["finetune"].metadata["init_from"].value == "base"
     assert ft["finetune"].metadata["optimizer_steps"].value == 2
     assert ft["finetune"].metadata["completion_tokens"].value >= ft["finetune"].metadata["examples"].value > 0
-    model_dir = root / "models" / "iteration=1"
+    # an immutable directory per fine-tune run: models/iteration=1/version=<run>
+    (model_dir,) = (root / "models" / "iteration=1").glob("version=*")
     assert (model_dir / "config.json").is_file() and list(model_dir.glob("*.safetensors"))
-    # the fine-tune reported policy[1] with that directory
+    # the fine-tune reported policy[1] with that directory and version
     assert ft["policy"].partition == "1"
-    assert lookup_policy(instance, 1).path.endswith("models/iteration=1")
+    assert lookup_policy(instance, 1).path.endswith(f"models/iteration=1/{model_dir.name}")
+    assert lookup_policy(instance, 1).version == model_dir.name.removeprefix("version=")
     assert store.num_rows("finetune_log", 1) == 2
 
     materialize(EVAL_ASSETS, res, instance, partition="1")
@@ -69,5 +71,5 @@ def test_continue_from_previous_option(tmp_path, model_path):
     assert ft2["finetune"].metadata["init_from"].value == "iteration=1"
     assert ft2["finetune"].metadata["method"].value == "lora"
     # LoRA was merged on save: a plain model directory, no adapter files
-    model_dir = root / "models" / "iteration=2"
+    (model_dir,) = (root / "models" / "iteration=2").glob("version=*")
     assert (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").exists()

@@ -10,7 +10,7 @@ def test_sensor_starts_with_setup_on_an_empty_instance():
     with dg.instance_for_test() as instance:
         result = continue_rest_loop(dg.build_sensor_context(instance=instance, resources={"rest": ReSTResource()}))
         assert isinstance(result, dg.RunRequest)
-        assert result.job_name == "setup" and result.run_key == "setup"
+        assert result.job_name == "setup"
 
 
 def test_sensor_then_evaluates_the_base_model(monkeypatch):
@@ -18,7 +18,7 @@ def test_sensor_then_evaluates_the_base_model(monkeypatch):
         for key, partition in (("problems", None), ("policy", "0")):
             instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
         result = continue_rest_loop(dg.build_sensor_context(instance=instance, resources={"rest": ReSTResource()}))
-        assert (result.job_name, result.partition_key, result.run_key) == ("evaluate", "0", "evaluate-0")
+        assert (result.job_name, result.partition_key) == ("evaluate", "0")
 
 
 def test_sensor_waits_while_a_run_is_in_progress():
@@ -31,6 +31,7 @@ def test_sensor_waits_while_a_run_is_in_progress():
 def test_sensor_stops_at_the_target_from_the_rest_resource():
     with dg.instance_for_test() as instance:
         for key, partition, score in (("problems", None, 0), ("policy", "0", 0), ("evaluation", "0", 0.3),
+                                      ("samples", "1", 0), ("rewards", "1", 0), ("sft_set", "1", 0),
                                       ("finetune", "1", 0), ("evaluation", "1", 0.5)):
             instance.report_runless_asset_event(dg.AssetMaterialization(
                 asset_key=key, partition=partition, metadata={"greedy_pass_at_1": score}))

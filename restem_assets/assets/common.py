@@ -65,7 +65,7 @@ def partition_lock(context: dg.AssetExecutionContext, root: str, name: str):
         return
     lock = FileLock(Path(root) / ".locks" / f"{name}.lock")
     try:
-        lock.acquire(owner={"run": context.run_id})
+        lock.acquire(owner={"run": context.run.run_id})
     except LockHeldError as exc:
         raise dg.Failure(description=f"{name} is being written by another run ({exc}); not writing it twice at once")
     try:

@@ -36,7 +36,8 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
     params = rest.estep_params(iteration)
     with partition_lock(context, storage.root, f"iteration={iteration}"):
         staging = ChunkStaging(store, "samples", iteration, SAMPLES,
-                               request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)})
+                               request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)},
+                               flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
         done = {(r["problem_id"], r["sample_idx"]) for r in staging.rows(columns=["problem_id", "sample_idx"])}
         context.log.info("iteration %d: sampling %d x %d from %s (%s)%s", iteration, len(train), params.n,
                          policy.policy_id, policy.path, f"; {len(done)} samples kept from an interrupted run" if done else "")

@@ -37,7 +37,7 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
     with partition_lock(context, storage.root, f"evaluation={iteration}"):
         staging = ChunkStaging(store, "eval_samples", iteration, EVAL_SAMPLES, request={
             "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
-            "sampled": dataclasses.asdict(sampled)})
+            "sampled": dataclasses.asdict(sampled)}, flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
         done = list(staging.rows(columns=SCORED_COLUMNS))
         if done:
             context.log.info("evaluation[%d]: %d completions kept from an interrupted run", iteration, len(done))

@@ -51,7 +51,7 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     settings = FinetuneSettings(method=rest.finetune_method, learning_rate=rest.learning_rate, epochs=rest.epochs,
                                 batch_size=rest.batch_size, max_steps=rest.finetune_max_steps,
                                 lora_rank=rest.lora_rank, seed=rest.seed + iteration)
-    version = context.run_id.split("-")[0]
+    version = context.run.run_id.split("-")[0]
     target = f"{store.table_dir('models', iteration)}/version={version}"
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
                      init.path, len(records), store.url(target))

@@ -63,7 +63,7 @@ def require_policy(context: dg.AssetExecutionContext, iteration: int, wait_s: in
     """policy[iteration], waiting (step retried every `wait_s`, no pool slot held) while a run that will
     produce it is queued or running: a backfill over several iterations then runs them in order
     whatever the instance's run concurrency."""
-    pending = producer_in_flight(context.instance, iteration, exclude_run_id=context.run_id)
+    pending = producer_in_flight(context.instance, iteration, exclude_run_id=context.run.run_id)
     if pending is not None:
         context.log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, pending, wait_s)
         raise dg.RetryRequested(max_retries=10_000, seconds_to_wait=wait_s)

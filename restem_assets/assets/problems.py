@@ -7,6 +7,7 @@ import pyarrow.compute as pc
 from restem_assets.assets.resources import StorageResource, TaskResource
 from restem_assets.assets.common import markdown_table
 from restem_assets.schemas import PROBLEMS
+from restem_assets.storage import table_fingerprint
 from restem_assets.tasks.loading import load_problems
 from restem_assets.tasks.spec import TaskSpec
 
@@ -55,6 +56,8 @@ def problems(context: dg.AssetExecutionContext, storage: StorageResource, task: 
     preview = table.slice(0, 5).to_pylist()
     context.log.info("problems: %d train, %d test -> %s", n_train, table.num_rows - n_train, store.table_path("problems"))
     return dg.MaterializeResult(
+        # content, not run: loading the same problems again leaves every iteration built on them fresh
+        data_version=dg.DataVersion(table_fingerprint(table)),
         metadata={
             "dagster/row_count": table.num_rows,
             "train": n_train,

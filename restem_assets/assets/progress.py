@@ -4,8 +4,10 @@ import base64
 import posixpath
 
 import dagster as dg
+import polars as pl
 
 from restem_assets.assets.resources import StorageResource
+from restem_assets.assets.staleness import stale_causes
 from restem_assets.atomic import write_bytes
 from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
 
@@ -25,6 +27,19 @@ def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
     return out
 
 
+def stale_rows(context: dg.AssetExecutionContext, iterations: list[int]) -> dict[int, str]:
+    """Iteration -> why its row is stale: any of its stages (or its evaluation) is."""
+    keys = [(name, i) for i in iterations for name in ("samples", "rewards", "sft_set", "finetune") if i > 0]
+    keys += [("evaluation", i) for i in iterations]
+    materialized = {(k, int(p)) for k in {n for n, _ in keys}
+                    for p in context.instance.get_materialized_partitions(dg.AssetKey(k))}
+    causes = stale_causes(context.instance, context.repository_def.asset_graph, [k for k in keys if k in materialized])
+    out: dict[int, str] = {}
+    for (name, i), why in sorted(causes.items(), key=lambda kv: kv[0][1]):
+        out.setdefault(i, f"{name}[{i}] is stale: {why}")
+    return out
+
+
 @dg.asset(
     deps=["evaluation", "finetune", "sft_set", "rewards"],
     group_name="evaluation",
@@ -34,7 +49,10 @@ def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
 def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
     df = progress_frame(storage.root, storage.storage_options)
-    table = progress_markdown(df, stage_timings(context.instance))
+    omitted = stale_rows(context, df["iteration"].to_list())
+    if omitted:  # a row would mix generations (e.g. an old evaluation with a newer fine-tune): leave it out
+        df = df.filter(~pl.col("iteration").is_in(list(omitted)))
+    table = progress_markdown(df, stage_timings(context.instance), omitted)
     png = progress_chart_png(df)
     report_dir = store.table_dir("reports")
     for name, payload in (("progress.md", table.encode()), ("progress.png", png)):

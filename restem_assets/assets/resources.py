@@ -79,6 +79,8 @@ class ReSTResource(dg.ConfigurableResource):
     top_p: float = 1.0
     max_new_tokens: int = 96
     seed: int = 0
+    checkpoint_rows: int = Field(512, description="sampled rows per crash-safe chunk (a re-run keeps finished chunks)")
+    checkpoint_seconds: float = Field(30.0, description="at most this long between crash-safe chunks")
     max_per_problem: int = Field(10, description="cap on kept correct samples per problem (paper: 10)")
     audit_blocking: bool = Field(False, description="a reward-audit finding on sft_set stops the chain (else: warn)")
     # M-step
@@ -169,7 +171,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "task": {"train_size": 6, "test_size": 4},
         "rest": {"samples_per_problem": 2, "max_new_tokens": 16, "eval_samples": 2, "eval_max_new_tokens": 16,
-                 "finetune_max_steps": 1},
+                 "finetune_max_steps": 1, "checkpoint_rows": 4},
     },
 }
 

@@ -1,0 +1,32 @@
+"""Which materializations are stale: Dagster's data-version staleness, as the webserver shows it.
+
+Every iteration asset's data version changes with each run that materializes it, the
+policy's with each fine-tune (reported as an observation), the problems' only with their
+content. So re-running iteration i (e.g. with another learning rate) makes samples[i+1]
+and evaluation[i] STALE, with the cause named; the loop driver and the progress report
+read it from here.
+"""
+
+import dagster as dg
+
+
+def stale_causes(instance: dg.DagsterInstance, asset_graph, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
+    """Dagster's stale status for each (asset, partition), with its first cause."""
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+    from dagster._time import get_current_datetime
+
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+                          instance=instance, asset_graph=asset_graph)
+    resolver = CachingStaleStatusResolver(instance, asset_graph, view)
+    out = {}
+    for name, partition in keys:
+        key = dg.AssetKey(name)
+        if resolver.get_status(key, str(partition)) == StaleStatus.STALE:
+            causes = resolver.get_stale_causes(key, str(partition))
+            cause = causes[0] if causes else None
+            dep = cause.dependency if cause is not None else None
+            upstream = "an upstream asset" if dep is None else dep.asset_key.to_user_string() + (
+                f"[{dep.partition_key}]" if dep.partition_key is not None else "")
+            out[(name, partition)] = f"{cause.reason if cause else 'stale'} ({upstream})"
+    return out
