@@ -86,5 +86,9 @@ class ChunkStaging:
                 with self.store.fs.open(path, "rb") as fh:
                     for batch in pq.ParquetFile(fh).iter_batches():
                         writer.write(batch)
-        self.store.fs.rm(self.parent, recursive=True)
+        fs = self.store.fs
+        fs.rm(self.parent, recursive=True)
+        for directory in (posixpath.dirname(self.parent), posixpath.dirname(posixpath.dirname(self.parent))):
+            if fs.exists(directory) and not fs.ls(directory, detail=False):  # leave no empty .staging behind
+                fs.rm(directory, recursive=True)
         return writer.rows

@@ -56,5 +56,5 @@ def test_importing_the_definitions_reads_no_environment_beyond_settings(monkeypa
 
     monkeypatch.setenv("RESTEM_MAX_ITERATIONS", "3")
     importlib.reload(parts)
-    assert len(parts.iteration_partitions.get_partition_keys()) == 10
+    assert len(parts.iteration_partitions.get_partition_keys()) == parts.MAX_ITERATIONS == 50
     assert Path(d.build_definitions(Settings(data_root=str(tmp_path))).resources["storage"].root) == tmp_path

@@ -1,15 +1,20 @@
 """Partitions: one per ReST^EM iteration.
 
-Keys are static ("1".."N") so tests and the CLI need no instance state, and the
-webserver shows every iteration slot. The policy (and its evaluation) has one
-more key, "0": the base model. Iteration i samples from policy i-1.
+Keys are static ("1".."50"): iteration i samples from policy i-1, and only static keys can
+say "i-1" (`StaticPartitionMapping`; Dagster has no offset mapping for dynamic partitions
+and refuses cycles between asset keys). Static keys also need no instance state, so every
+iteration up to the cap exists without a restart or an environment change. The paper stops
+at 2-3 iterations (gains vanish, overfitting grows), so 50 is far beyond any useful run.
+The policy (and its evaluation) has one more key, "0": the base model. Ordering across
+iterations in a backfill comes from `require_policy` (assets/policy.py): a step waits while
+the run that produces its policy is queued or running. See ARCHITECTURE.md.
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-MAX_ITERATIONS = 10
+MAX_ITERATIONS = 50
 
 iteration_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(1, MAX_ITERATIONS + 1)])
 policy_partitions = dg.StaticPartitionsDefinition([str(i) for i in range(0, MAX_ITERATIONS + 1)])

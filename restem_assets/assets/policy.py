@@ -33,6 +33,10 @@ def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, 
     `version` identifies this model (the producing run); it is the policy's data version,
     so Dagster marks what sampled or evaluated an older version of policy[iteration] stale.
     """
+    # Dagster takes an external asset's data version from observations: this is what turns
+    # samples[i+1] and evaluation[i] STALE when policy[i] is replaced. The observation goes
+    # first, so a consumer's recorded input (the materialization) is never older than it.
+    context.log_event(dg.AssetObservation(asset_key=POLICY_KEY, partition=str(iteration), tags={DATA_VERSION_TAG: version}))
     context.log_event(
         dg.AssetMaterialization(
             asset_key=POLICY_KEY,
@@ -42,9 +46,6 @@ def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, 
             tags={DATA_VERSION_TAG: version},
         )
     )
-    # Dagster takes an external asset's data version from observations: this is what turns
-    # samples[i+1] and evaluation[i] STALE when policy[i] is replaced.
-    context.log_event(dg.AssetObservation(asset_key=POLICY_KEY, partition=str(iteration), tags={DATA_VERSION_TAG: version}))
 
 
 def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None) -> str | None:

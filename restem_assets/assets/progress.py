@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from restem_assets.assets.resources import StorageResource
-from restem_assets.assets.staleness import stale_causes
+from restem_assets.assets.staleness import asset_graph, stale_causes
 from restem_assets.atomic import write_bytes
 from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
 
@@ -33,7 +33,7 @@ def stale_rows(context: dg.AssetExecutionContext, iterations: list[int]) -> dict
     keys += [("evaluation", i) for i in iterations]
     materialized = {(k, int(p)) for k in {n for n, _ in keys}
                     for p in context.instance.get_materialized_partitions(dg.AssetKey(k))}
-    causes = stale_causes(context.instance, context.repository_def.asset_graph, [k for k in keys if k in materialized])
+    causes = stale_causes(context.instance, asset_graph(), [k for k in keys if k in materialized])
     out: dict[int, str] = {}
     for (name, i), why in sorted(causes.items(), key=lambda kv: kv[0][1]):
         out.setdefault(i, f"{name}[{i}] is stale: {why}")

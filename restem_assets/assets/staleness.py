@@ -30,3 +30,13 @@ def stale_causes(instance: dg.DagsterInstance, asset_graph, keys: list[tuple[str
                 f"[{dep.partition_key}]" if dep.partition_key is not None else "")
             out[(name, partition)] = f"{cause.reason if cause else 'stale'} ({upstream})"
     return out
+
+
+def asset_graph():
+    """restem's asset graph (for a step context that has no repository, e.g. `execute_in_process`)."""
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+    from restem_assets.assets import ALL_ASSETS  # here, not at import: this module is imported by those assets
+
+    return AssetGraph.from_assets([dg.AssetsDefinition(specs=[a]) if isinstance(a, dg.AssetSpec) else a
+                                   for a in ALL_ASSETS])
