@@ -71,7 +71,7 @@ def build_history(root: Path, rows: int, iterations: int) -> dict:
                    CASE WHEN h % 7 = 0 THEN NULL ELSE (h % 200)::VARCHAR END AS extracted_answer,
                    CASE WHEN h % 10 < {min(it, 5)} THEN 1.0 ELSE 0.0 END::FLOAT AS reward,
                    CASE WHEN h % 7 = 0 THEN 'no_answer' WHEN h % 10 < {min(it, 5)} THEN 'correct' ELSE 'wrong' END AS reason,
-                   NULL::VARCHAR AS details
+                   NULL::VARCHAR AS details, 'math' AS verifier, 'v1' AS verifier_version
             FROM s""", root / "rewards" / f"iteration={it}" / "part-0.parquet")
         _copy(con, f"""
             SELECT 'p' || lpad((r // 10)::VARCHAR, 7, '0') AS problem_id, (r % 10)::INTEGER AS sample_idx,
@@ -96,7 +96,8 @@ def build_history(root: Path, rows: int, iterations: int) -> dict:
                    1.0::FLOAT AS temperature, 0::INTEGER AS top_k, 0.95::FLOAT AS top_p, 256::INTEGER AS max_new_tokens,
                    0::BIGINT AS seed, (h % 200)::VARCHAR AS extracted_answer,
                    CASE WHEN h % 4 = 0 THEN 1.0 ELSE 0.0 END::FLOAT AS reward,
-                   CASE WHEN h % 4 = 0 THEN 'correct' ELSE 'wrong' END AS reason, NULL::VARCHAR AS details
+                   CASE WHEN h % 4 = 0 THEN 'correct' ELSE 'wrong' END AS reason, NULL::VARCHAR AS details,
+                   'math' AS verifier, 'v1' AS verifier_version
             FROM s""", root / "eval_samples" / f"iteration={it}" / "part-0.parquet")
     con.close()
     _check_schemas(root)

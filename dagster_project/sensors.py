@@ -9,7 +9,7 @@ improving (Algorithm 1). Off by default; the CLI driver does the same thing with
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from dagster_project.jobs import evaluate_job, iteration_job, progress_job, setup_job
 from dagster_project.loop_state import Step, next_step, read_loop_state
@@ -25,7 +25,7 @@ JOBS = {"setup": setup_job, "iteration": iteration_job, "evaluate": evaluate_job
 def continue_rest_loop(context: dg.SensorEvaluationContext, rest: ReSTResource):
     for run_id in reap_dead_runs(context.instance):
         context.log.warning("run %s was left STARTED by a restem process that is gone: marked failed", run_id)
-    busy = context.instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=1)
+    busy = context.instance.get_runs(filters=dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES)), limit=1)
     if busy:
         return dg.SkipReason(f"run {busy[0].run_id} is still in progress")
     graph = context.repository_def.asset_graph if context.repository_def is not None else None

@@ -126,8 +126,9 @@ def _view_sql(table: Table) -> str:
     else:
         options = "hive_partitioning = false, union_by_name = true"
         columns = _duckdb_types(table.schema)
-    read = f"FROM read_parquet({_glob(table)}, {options})"
     empty = "SELECT\n" + ",\n".join(f'        NULL::{dtype} AS "{name}"' for name, dtype in columns) + "\n    LIMIT 0"
+    # the typed empty row set first, by name: files written before a column existed read it as NULL
+    read = f"({empty})\nUNION ALL BY NAME\n(FROM read_parquet({_glob(table)}, {options}))"
     flag = _flag(table)
     layout = "one folder per iteration" if table.partitioned else "unpartitioned"
     return (

@@ -17,7 +17,19 @@ SET VARIABLE data_root = coalesce(getvariable('data_root'), 'data');
 -- problems (unpartitioned)
 SET VARIABLE restem_has_problems = false;
 CREATE OR REPLACE VIEW problems AS FROM query(CASE WHEN getvariable('restem_has_problems')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/problems/*.parquet'', hive_partitioning = false, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "split",
+        NULL::VARCHAR AS "task",
+        NULL::VARCHAR AS "domain",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "question",
+        NULL::VARCHAR AS "answer",
+        NULL::VARCHAR AS "solution",
+        NULL::VARCHAR AS "metadata"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/problems/*.parquet'', hive_partitioning = false, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::VARCHAR AS "split",
@@ -34,7 +46,25 @@ CREATE OR REPLACE VIEW problems AS FROM query(CASE WHEN getvariable('restem_has_
 -- samples (one folder per iteration)
 SET VARIABLE restem_has_samples = false;
 CREATE OR REPLACE VIEW samples AS FROM query(CASE WHEN getvariable('restem_has_samples')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -57,7 +87,19 @@ CREATE OR REPLACE VIEW samples AS FROM query(CASE WHEN getvariable('restem_has_s
 -- rewards (one folder per iteration)
 SET VARIABLE restem_has_rewards = false;
 CREATE OR REPLACE VIEW rewards AS FROM query(CASE WHEN getvariable('restem_has_rewards')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -74,7 +116,16 @@ CREATE OR REPLACE VIEW rewards AS FROM query(CASE WHEN getvariable('restem_has_r
 -- sft_set (one folder per iteration)
 SET VARIABLE restem_has_sft_set = false;
 CREATE OR REPLACE VIEW sft_set AS FROM query(CASE WHEN getvariable('restem_has_sft_set')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -88,7 +139,20 @@ CREATE OR REPLACE VIEW sft_set AS FROM query(CASE WHEN getvariable('restem_has_s
 -- evaluations (one folder per iteration)
 SET VARIABLE restem_has_evaluations = false;
 CREATE OR REPLACE VIEW evaluations AS FROM query(CASE WHEN getvariable('restem_has_evaluations')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::VARCHAR AS "greedy_answer",
@@ -106,7 +170,32 @@ CREATE OR REPLACE VIEW evaluations AS FROM query(CASE WHEN getvariable('restem_h
 -- eval_samples (one folder per iteration)
 SET VARIABLE restem_has_eval_samples = false;
 CREATE OR REPLACE VIEW eval_samples AS FROM query(CASE WHEN getvariable('restem_has_eval_samples')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "mode",
         NULL::VARCHAR AS "problem_id",
@@ -136,7 +225,15 @@ CREATE OR REPLACE VIEW eval_samples AS FROM query(CASE WHEN getvariable('restem_
 -- finetune_log (one folder per iteration)
 SET VARIABLE restem_has_finetune_log = false;
 CREATE OR REPLACE VIEW finetune_log AS FROM query(CASE WHEN getvariable('restem_has_finetune_log')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::INTEGER AS "step",
         NULL::DOUBLE AS "epoch",
@@ -149,7 +246,15 @@ CREATE OR REPLACE VIEW finetune_log AS FROM query(CASE WHEN getvariable('restem_
 -- reward_audit (one folder per iteration)
 SET VARIABLE restem_has_reward_audit = false;
 CREATE OR REPLACE VIEW reward_audit AS FROM query(CASE WHEN getvariable('restem_has_reward_audit')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "rule",
+        NULL::VARCHAR AS "detail",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -162,7 +267,19 @@ CREATE OR REPLACE VIEW reward_audit AS FROM query(CASE WHEN getvariable('restem_
 -- rescores (one folder per iteration)
 SET VARIABLE restem_has_rescores = false;
 CREATE OR REPLACE VIEW rescores AS FROM query(CASE WHEN getvariable('restem_has_rescores')
-    THEN 'FROM read_parquet(getvariable(''data_root'') || ''/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true)'
+    THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",

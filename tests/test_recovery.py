@@ -215,3 +215,26 @@ def test_rerunning_an_iteration_makes_what_used_it_stale(tmp_path, model_path):
     report = (loop.data / "reports" / "progress.md").read_text()
     assert "| 1 |" in report and "left out" not in report
     assert len(list((loop.data / "models" / "iteration=1").glob("version=*"))) == 3
+
+
+def test_sigterm_stops_the_driver_and_the_next_run_resumes(tmp_path, model_path):
+    loop = Loop(tmp_path, model_path)
+    proc, log = loop.start()
+    deadline = time.monotonic() + 300
+    while "==> evaluate[0]" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.1)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(f"SIGTERM did not stop the driver:\n{log.read_text()[-2000:]}") from None
+    assert rc != 0
+    instance = persistent_instance(loop.home)
+    assert not instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES))), \
+        "the interrupted run is not left STARTED"
+    rc, text = loop.run()
+    assert rc == 0 and "done: 1 iterations" in text, text[-3000:]
+    assert_consistent(loop)

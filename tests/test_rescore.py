@@ -56,3 +56,20 @@ def test_rescore_command_as_documented(tmp_path):
     proc = subprocess.run([str(RESTEM), "sql", "rescore_diff", "--data-root", str(tmp_path / "data")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "expression" in proc.stdout, proc.stderr
+
+
+def test_rewards_written_before_provenance_existed_still_diff(tmp_path):
+    """Iterations scored by an older restem have no verifier columns: they read as NULL, and rescoring works."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = ParquetStore(str(tmp_path / "data"))
+    write_iteration(store)
+    path = tmp_path / "data" / "rewards" / "iteration=1" / "part-0.parquet"
+    old = pq.read_table(path).drop_columns(["verifier", "verifier_version"])
+    assert "verifier" not in old.schema.names
+    pq.write_table(old, path)
+    rescore_iteration(store, 1)
+    diff = run_query(str(tmp_path / "data"), "rescore_diff")
+    assert diff["sample_idx"].to_list() == [1, 3] and diff["old_version"].to_list() == [None, None]
+    assert set(diff["new_version"].to_list()) == {verifier_version("math")}

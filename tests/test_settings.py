@@ -58,3 +58,22 @@ def test_importing_the_definitions_reads_no_environment_beyond_settings(monkeypa
     importlib.reload(parts)
     assert len(parts.iteration_partitions.get_partition_keys()) == parts.MAX_ITERATIONS == 50
     assert Path(d.build_definitions(Settings(data_root=str(tmp_path))).resources["storage"].root) == tmp_path
+
+
+def test_run_config_overrides_one_field_and_keeps_the_profile():
+    """The launchpad case: run config that sets task.seed keeps every other value of the profile."""
+    import dagster as dg
+
+    from restem_assets.assets.resources import ReSTResource, TaskResource
+
+    @dg.asset
+    def probe(task: TaskResource, rest: ReSTResource):
+        return dg.MaterializeResult(metadata={"train": task.train_size, "test": task.test_size, "seed": task.seed,
+                                              "k": rest.samples_per_problem})
+
+    defs = dg.Definitions(assets=[probe], jobs=[dg.define_asset_job("probe_job", selection=[probe])],
+                          resources=build_resources(Settings(profile="tiny")))
+    result = defs.resolve_job_def("probe_job").execute_in_process(
+        run_config={"resources": {"task": {"config": {"seed": 7}}}})
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert (meta["train"].value, meta["test"].value, meta["seed"].value, meta["k"].value) == (6, 4, 7, 2)

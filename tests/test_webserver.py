@@ -105,4 +105,5 @@ def test_launch_iteration_through_graphql(webserver):
     assert record.run_id == run_id
     # the default engine ("auto") sampled: vLLM where set-up installed it, in its own process
     assert record.asset_materialization.metadata["engine"].value == resolve_engine_kind("auto")
-    assert (data / "models" / "iteration=1" / "config.json").is_file()
+    (model_dir,) = (data / "models" / "iteration=1").glob("version=*")  # one immutable directory per fine-tune
+    assert (model_dir / "config.json").is_file()

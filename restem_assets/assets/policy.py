@@ -10,7 +10,7 @@ each iteration's policy came from.
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import ModelResource
@@ -51,7 +51,7 @@ def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, 
 def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None) -> str | None:
     """The id of a queued or running run that will (re)materialize policy[iteration], if any."""
     producer = dg.AssetKey("base_model" if iteration == 0 else "finetune")
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)))
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES)))
     for run in runs:
         if run.run_id == exclude_run_id or producer not in (run.asset_selection or set()):
             continue
@@ -61,14 +61,21 @@ def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run
 
 
 def require_policy(context: dg.AssetExecutionContext, iteration: int, wait_s: int = 30) -> Policy:
-    """policy[iteration], waiting (step retried every `wait_s`, no pool slot held) while a run that will
-    produce it is queued or running: a backfill over several iterations then runs them in order
-    whatever the instance's run concurrency."""
-    pending = producer_in_flight(context.instance, iteration, exclude_run_id=context.run.run_id)
+    """policy[iteration] for the running step (see `policy_when_ready`)."""
+    return policy_when_ready(context.instance, iteration, context.run.run_id, context.log, wait_s)
+
+
+def policy_when_ready(instance: dg.DagsterInstance, iteration: int, run_id: str | None, log=None,
+                      wait_s: int = 30) -> Policy:
+    """policy[iteration], waiting (the step is retried every `wait_s`, holding no pool slot) while a run
+    that will produce it is queued or running: a backfill over several iterations then runs them in
+    order whatever the instance's run concurrency."""
+    pending = producer_in_flight(instance, iteration, exclude_run_id=run_id)
     if pending is not None:
-        context.log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, pending, wait_s)
+        if log is not None:
+            log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, pending, wait_s)
         raise dg.RetryRequested(max_retries=10_000, seconds_to_wait=wait_s)
-    return lookup_policy(context.instance, iteration)
+    return lookup_policy(instance, iteration)
 
 
 def lookup_policy(instance: dg.DagsterInstance, iteration: int) -> Policy:

@@ -231,5 +231,24 @@ def build_resources(settings: Settings | None = None,
         if bad:
             raise ValueError(f"resource '{key}' has no fields {bad}; its fields: {sorted(cls.model_fields)}")
         fields = {**base.get(key, {}), **copy.deepcopy(PROFILES[settings.profile].get(key, {})), **overrides.get(key, {})}
-        out[key] = cls(**fields)
+        out[key] = with_defaults(cls, fields)()
     return out
+
+
+def with_defaults(cls: type[dg.ConfigurableResource], values: Mapping[str, Any]) -> type[dg.ConfigurableResource]:
+    """`cls` with `values` as its field defaults (validated by `cls`).
+
+    Dagster replaces, not merges, a resource's constructor values when a run's config sets any
+    field, so a launchpad override of `task.seed` would silently bring back every other default.
+    Defaults are what run config merges onto, so the profile goes there instead.
+    """
+    cls(**values)  # validate: a wrong type or value fails here, naming the field
+    if not values:
+        return cls
+    namespace: dict[str, Any] = {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__,
+                                 "__annotations__": {}}
+    for name, value in values.items():
+        field = cls.model_fields[name]
+        namespace["__annotations__"][name] = field.annotation
+        namespace[name] = Field(default_factory=lambda v=value: copy.deepcopy(v), description=field.description)
+    return type(cls.__name__, (cls,), namespace)
