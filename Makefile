@@ -51,4 +51,5 @@ bench: model
 
 clean:
 	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \
-	       data/evaluations data/eval_samples data/finetune_log data/reports
+	       data/evaluations data/eval_samples data/finetune_log data/reports data/reward_audit \
+	       data/rescores data/.staging data/.locks

@@ -12,6 +12,7 @@ Definitions are built from it; the CLI never changes its own environment.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -92,23 +93,29 @@ def _recover(instance, root: str) -> None:
             print(f"restem: removed {len(removed)} temporary file(s) left by interrupted writers", flush=True)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from dagster_project.loop_state import Step, next_step, read_loop_state
+@contextlib.contextmanager
+def _driving(args: argparse.Namespace):
+    """(settings, Definitions, instance) while this process is the instance's one driver, after recovery.
+
+    Raises LockHeldError (naming the other driver) unless `args.wait`; SIGTERM stops it like Ctrl-C.
+    """
     from dagster_project.run_guard import driver_lock, stop_on_sigterm
-    from restem_assets.locks import LockHeldError
 
     stop_on_sigterm()
     settings, defs, instance = _open(args)
-    try:
-        lock = driver_lock(Path(instance.root_directory), wait=args.wait)
-    except LockHeldError as exc:
-        print(f"restem: {exc}", file=sys.stderr)
-        return 2
-    with lock:
+    with driver_lock(Path(instance.root_directory), wait=getattr(args, "wait", False)):
         root = defs.resources["storage"].root
         print(f"restem: profile {settings.profile}, DAGSTER_HOME={instance.root_directory}, data root {root}",
               flush=True)
         _recover(instance, root)
+        yield settings, defs, instance
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dagster_project.loop_state import Step, next_step, read_loop_state
+
+    with _driving(args) as (settings, defs, instance):
+        root = defs.resources["storage"].root
         graph = defs.resolve_asset_graph()
         if args.force or args.from_iteration is not None:
             first = 0 if args.force else args.from_iteration
@@ -137,9 +144,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_estep(args: argparse.Namespace) -> int:
     """Only the first half of an iteration: set-up, then samples -> rewards -> sft_set."""
-    settings, defs, instance = _open(args)
-    timings = {"setup": _execute(defs, instance, "setup", None)}
-    timings["estep"] = _execute(defs, instance, "estep", str(args.iteration))
+    with _driving(args) as (settings, defs, instance):
+        timings = {"setup": _execute(defs, instance, "setup", None)}
+        timings["estep"] = _execute(defs, instance, "estep", str(args.iteration))
     store = defs.resources["storage"].store()
     rewards = store.read_table("rewards", args.iteration).column("reward").to_pylist()
     summary = {
@@ -228,7 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    from restem_assets.locks import LockHeldError
+
+    try:
+        return args.func(args)
+    except LockHeldError as exc:
+        print(f"restem: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ SELECT
     iteration,
     problem_id,
     sample_idx,
-    r.verifier,
+    coalesce(n.verifier, r.verifier) AS verifier,
     r.verifier_version AS old_version,
     n.verifier_version AS new_version,
     r.reward AS old_reward,

@@ -105,5 +105,9 @@ def test_launch_iteration_through_graphql(webserver):
     assert record.run_id == run_id
     # the default engine ("auto") sampled: vLLM where set-up installed it, in its own process
     assert record.asset_materialization.metadata["engine"].value == resolve_engine_kind("auto")
+    # the reward audit ran on sft_set[1] as an asset check of the webserver's run
+    checks = {e.dagster_event.event_specific_data.check_name
+              for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+    assert {"reward_audit", "sft_set_not_empty", "no_test_problems"} <= checks
     (model_dir,) = (data / "models" / "iteration=1").glob("version=*")  # one immutable directory per fine-tune
     assert (model_dir / "config.json").is_file()
