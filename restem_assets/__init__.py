@@ -1,6 +1,6 @@
 """restem: ReST^EM self-training as Dagster assets over Parquet.
 
-Plain modules here (storage, rewards, filtering, metrics, engines, tasks) hold the
-logic and are testable without Dagster; `restem_assets.assets` holds thin asset
-definitions that call them.
+The subpackages and modules here are the pure library (rewards/, generation/, tasks/,
+sampling, finetune, evaluation, storage, analytics, ...): no Dagster, testable alone.
+`restem_assets.assets` is the one place with Dagster definitions; see ARCHITECTURE.md.
 """
