@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from restem_assets.assets.staleness import stale_causes
+from restem_assets.assets.staleness import ITERATION_ASSETS, stale_materializations
 from restem_assets.progress_report import improved
 
-ITERATION_ASSETS = ("samples", "rewards", "sft_set", "finetune")  # in the order one iteration runs them
 
 
 @dataclass
@@ -54,18 +53,12 @@ def read_loop_state(instance: dg.DagsterInstance, asset_graph=None) -> LoopState
         mat = rec.asset_materialization
         if mat is not None and mat.partition is not None and "greedy_pass_at_1" in mat.metadata:
             evaluated[int(mat.partition)] = float(mat.metadata["greedy_pass_at_1"].value)
-    materialized = {name: partitions(name) for name in ITERATION_ASSETS}
-    stale = {}
-    if asset_graph is not None:
-        keys = [(name, p) for name, done in materialized.items() for p in sorted(done)]
-        keys += [("evaluation", p) for p in sorted(evaluated)]
-        stale = stale_causes(instance, asset_graph, keys)
     return LoopState(
         has_problems=instance.get_latest_materialization_event(dg.AssetKey("problems")) is not None,
         has_base_policy=0 in partitions("policy"),
-        materialized=materialized,
+        materialized={name: partitions(name) for name in ITERATION_ASSETS},
         evaluated=evaluated,
-        stale=stale,
+        stale=stale_materializations(instance, asset_graph) if asset_graph is not None else {},
     )
 
 

@@ -7,8 +7,8 @@
   process's start time, so a later driver (or the sensor) can tell that the process of a
   run still marked STARTED is gone (`reap_dead_runs`): the run is marked failed and its
   pool slots are freed, instead of blocking the `torch` pool forever.
-* `remove_orphans`: temporary files and staging directories that a killed writer left
-  behind under the data root (`.<name>.tmp-*`, see restem_assets.atomic).
+* `remove_orphans`: temporary files and directories that a killed writer left behind under
+  the data root (`.<name>.tmp-*`, see restem_assets.atomic).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -71,16 +70,17 @@ def reap_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     return reaped
 
 
-def remove_orphans(root: str, older_than_s: float = 0.0) -> list[str]:
-    """Delete temporary files and directories left by killed writers under a local data root."""
+def remove_orphans(root: str) -> list[str]:
+    """Delete temporary files and directories left by killed writers under a local data root.
+
+    Call only when no run is in flight: a live writer's temporary looks the same. Staged chunks
+    (`.staging/`) are not temporaries: they are what an interrupted step resumes from.
+    """
     base = Path(root)
     if "://" in root or not base.is_dir():
         return []
     removed = []
-    now = time.time()
     for path in sorted(base.rglob(f".*{TMP_MARK}*"), key=lambda p: len(p.parts), reverse=True):
-        if now - path.lstat().st_mtime < older_than_s:
-            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:

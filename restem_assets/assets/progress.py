@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from restem_assets.assets.resources import StorageResource
-from restem_assets.assets.staleness import asset_graph, stale_causes
+from restem_assets.assets.staleness import asset_graph, stale_materializations
 from restem_assets.atomic import write_bytes
 from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
 
@@ -27,16 +27,12 @@ def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
     return out
 
 
-def stale_rows(context: dg.AssetExecutionContext, iterations: list[int]) -> dict[int, str]:
+def stale_rows(instance: dg.DagsterInstance, iterations: list[int]) -> dict[int, str]:
     """Iteration -> why its row is stale: any of its stages (or its evaluation) is."""
-    keys = [(name, i) for i in iterations for name in ("samples", "rewards", "sft_set", "finetune") if i > 0]
-    keys += [("evaluation", i) for i in iterations]
-    materialized = {(k, int(p)) for k in {n for n, _ in keys}
-                    for p in context.instance.get_materialized_partitions(dg.AssetKey(k))}
-    causes = stale_causes(context.instance, asset_graph(), [k for k in keys if k in materialized])
     out: dict[int, str] = {}
-    for (name, i), why in sorted(causes.items(), key=lambda kv: kv[0][1]):
-        out.setdefault(i, f"{name}[{i}] is stale: {why}")
+    for (name, i), why in sorted(stale_materializations(instance, asset_graph()).items(), key=lambda kv: kv[0][1]):
+        if i in iterations:
+            out.setdefault(i, f"{name}[{i}] is stale: {why}")
     return out
 
 
@@ -49,7 +45,7 @@ def stale_rows(context: dg.AssetExecutionContext, iterations: list[int]) -> dict
 def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
     df = progress_frame(storage.root, storage.storage_options)
-    omitted = stale_rows(context, df["iteration"].to_list())
+    omitted = stale_rows(context.instance, df["iteration"].to_list())
     if omitted:  # a row would mix generations (e.g. an old evaluation with a newer fine-tune): leave it out
         df = df.filter(~pl.col("iteration").is_in(list(omitted)))
     table = progress_markdown(df, stage_timings(context.instance), omitted)

@@ -9,6 +9,8 @@ read it from here.
 
 import dagster as dg
 
+ITERATION_ASSETS = ("samples", "rewards", "sft_set", "finetune")  # in the order one iteration runs them
+
 
 def stale_causes(instance: dg.DagsterInstance, asset_graph, keys: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
     """Dagster's stale status for each (asset, partition), with its first cause."""
@@ -40,3 +42,10 @@ def asset_graph():
 
     return AssetGraph.from_assets([dg.AssetsDefinition(specs=[a]) if isinstance(a, dg.AssetSpec) else a
                                    for a in ALL_ASSETS])
+
+
+def stale_materializations(instance: dg.DagsterInstance, graph) -> dict[tuple[str, int], str]:
+    """(asset, partition) -> why, over every materialized partition of the iteration assets and of `evaluation`."""
+    keys = [(name, int(p)) for name in (*ITERATION_ASSETS, "evaluation")
+            for p in sorted(instance.get_materialized_partitions(dg.AssetKey(name)), key=int)]
+    return stale_causes(instance, graph, keys)
