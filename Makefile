@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup system model demo estep ui test test-fast bench clean
+.PHONY: setup system model demo demo-code estep ui test test-fast bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ model: setup
 demo: model
 	$(BIN)/restem run --iterations 2
 
+# Code ReST^EM on the procedural function-synthesis task, in its own data root and instance:
+# base eval + 2 iterations, then each policy on HumanEval (transfer), then per-level and failure-kind tables.
+CODE := --profile code --data-root data/code --dagster-home data/code/dagster_home
+demo-code: model
+	$(BIN)/restem run $(CODE) --iterations 2
+	$(BIN)/restem transfer $(CODE)
+	$(BIN)/restem sql greedy_by_level --data-root data/code
+	$(BIN)/restem sql reward_reasons --data-root data/code
+
 estep: model
 	$(BIN)/restem estep --iteration 1
 
@@ -52,4 +61,4 @@ bench: model
 clean:
 	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \
 	       data/evaluations data/eval_samples data/finetune_log data/reports data/reward_audit \
-	       data/rescores data/.staging data/.locks
+	       data/rescores data/.staging data/.locks data/transfer_evaluations data/transfer_samples data/code

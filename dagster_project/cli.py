@@ -162,6 +162,31 @@ def cmd_estep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    """Evaluate every policy the loop has evaluated (or --iteration I) on rest.transfer_benchmarks."""
+    import dagster as dg
+
+    from restem_assets.analytics import print_query
+
+    with _driving(args) as (settings, defs, instance):
+        if not defs.resources["rest"].transfer_benchmarks:
+            print("restem transfer: rest.transfer_benchmarks is empty for this profile (e.g. use --profile code)",
+                  file=sys.stderr)
+            return 2
+        evaluated = {int(p) for p in instance.get_materialized_partitions(dg.AssetKey("evaluation"))}
+        done = {int(p) for p in instance.get_materialized_partitions(dg.AssetKey("transfer_evaluation"))}
+        wanted = [args.iteration] if args.iteration is not None else sorted(evaluated)
+        if not wanted:
+            print("restem transfer: no policy has been evaluated yet: run `restem run` first", file=sys.stderr)
+            return 2
+        for i in wanted:
+            if i in done and not args.force:
+                print(f"    transfer[{i}] already materialized (--force redoes it)", flush=True)
+                continue
+            _execute(defs, instance, "transfer", str(i))
+    return print_query(settings.data_root, "transfer_pass_rate")
+
+
 def cmd_rescore(args: argparse.Namespace) -> int:
     """Score iteration i's samples again with the current verifiers (into `rescores`) and count what changed."""
     from restem_assets.assets.resources import build_resources
@@ -196,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--profile", help="default | ci | tiny (else $RESTEM_PROFILE, else default)")
+        p.add_argument("--profile", help="default | code | ci | tiny (else $RESTEM_PROFILE, else default)")
         p.add_argument("--data-root", help="where tables and models go (else $RESTEM_DATA_ROOT, else ./data)")
         p.add_argument("--dagster-home", help="the Dagster instance directory (else $DAGSTER_HOME, else ./data/dagster_home)")
 
@@ -214,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
     common(p)
     p.add_argument("--iteration", type=int, default=1)
     p.set_defaults(func=cmd_estep)
+
+    p = sub.add_parser("transfer", help="evaluate each evaluated policy on the transfer benchmarks (e.g. HumanEval)")
+    common(p)
+    p.add_argument("--iteration", type=int, default=None, help="only policy I (default: every evaluated policy)")
+    p.add_argument("--force", action="store_true", help="redo policies already evaluated")
+    p.add_argument("--wait", action="store_true", help="if another driver runs on this instance, wait for it")
+    p.set_defaults(func=cmd_transfer)
 
     p = sub.add_parser("rescore", help="score an iteration's samples again with the current verifiers (sql: rescore_diff)")
     common(p)

@@ -12,6 +12,8 @@ estep_job = dg.define_asset_job("estep", selection=["samples", "rewards", "sft_s
                                 description="E-step of one iteration: sample, score, filter.")
 evaluate_job = dg.define_asset_job("evaluate", selection=["evaluation"],
                                    description="Evaluate policy[i] on the held-out split (0 = base model).")
+transfer_job = dg.define_asset_job("transfer", selection=["transfer_evaluation"],
+                                   description="Evaluate policy[i] on the transfer benchmarks (rest.transfer_benchmarks).")
 progress_job = dg.define_asset_job("report_progress", selection=["progress"], description="Rebuild the progress table and chart.")
 
-ALL_JOBS = [setup_job, iteration_job, estep_job, evaluate_job, progress_job]
+ALL_JOBS = [setup_job, iteration_job, estep_job, evaluate_job, transfer_job, progress_job]

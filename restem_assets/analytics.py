@@ -66,6 +66,8 @@ TABLES: tuple[Table, ...] = (
     Table("finetune_log", schemas.FINETUNE_LOG),
     Table("reward_audit", schemas.REWARD_AUDIT),
     Table("rescores", schemas.RESCORES),
+    Table("transfer_evaluations", schemas.TRANSFER_EVALUATIONS),
+    Table("transfer_samples", schemas.TRANSFER_SAMPLES),
 )
 
 # Views built on the table views; hand-written, appended to views.sql as is.

@@ -28,7 +28,7 @@ class EvalSummary:
     greedy_pass_at_1: float
     pass_at_1: float
     pass_at_k: float
-    maj_at_k: float
+    maj_at_k: float | None  # None for code problems (majority vote over programs is undefined)
     greedy_format_rate: float  # share of greedy completions with an extracted answer / program
 
 
@@ -68,10 +68,14 @@ def per_problem_rows(
         if len(ss) != k:
             raise ValueError(f"problem {pid}: expected {k} sampled completions, got {len(ss)}")
         c = sum(r["reward"] == 1.0 for r in ss)
-        # an expression ("3 + 4") is not an answer: it must not vote for the value it evaluates to
-        votes = [canonical_answer(r["extracted_answer"]) if p.get("domain") != "code" and r["reason"] != "expression"
-                 else None for r in ss]
-        maj_answer, maj_ok = majority_vote(votes, [r["reward"] == 1.0 for r in ss])
+        if p.get("domain") == "code":
+            # maj@k is undefined for programs: distinct texts of one function rarely repeat verbatim,
+            # and "the majority of passing programs" would only restate pass@k. Null, not 0.
+            maj_answer, maj_ok = None, None
+        else:
+            # an expression ("3 + 4") is not an answer: it must not vote for the value it evaluates to
+            votes = [canonical_answer(r["extracted_answer"]) if r["reason"] != "expression" else None for r in ss]
+            maj_answer, maj_ok = majority_vote(votes, [r["reward"] == 1.0 for r in ss])
         out.append(
             {
                 "problem_id": pid,
@@ -94,12 +98,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], greedy: Sequence[Mapping], k: i
     def mean(key):
         return sum(float(r[key]) for r in rows) / n if n else 0.0
 
+    voted = [r["majority_correct"] for r in rows if r["majority_correct"] is not None]
     return EvalSummary(
         k=k,
         greedy_pass_at_1=mean("greedy_correct"),
         pass_at_1=mean("pass_at_1"),
         pass_at_k=mean("pass_at_k"),
-        maj_at_k=mean("majority_correct"),
+        maj_at_k=sum(map(float, voted)) / len(voted) if voted else None,
         greedy_format_rate=(sum(g["extracted_answer"] is not None for g in greedy) / len(greedy)) if greedy else 0.0,
     )
 
@@ -131,3 +136,23 @@ def evaluate_policy(
                                 progress("sampled") if progress else None, prior["sampled"])
     rows = per_problem_rows(problems, greedy, sampled, sampled_params.n)
     return rows, summarize(rows, greedy, sampled_params.n)
+
+
+def evaluate_greedy(
+    engine: GenerationEngine,
+    problems: Sequence[Mapping[str, Any]],
+    params: SamplingParams,
+    policy: Policy,
+    sink: RowSink,
+    progress: ProgressFn | None = None,
+    done_rows: Sequence[Mapping[str, Any]] = (),
+) -> list[dict[str, Any]]:
+    """Greedy completions of `problems`, scored, into `sink`; (problem_id, greedy_correct, reason) per problem."""
+    if not params.greedy:
+        raise ValueError("evaluate_greedy needs temperature 0")
+    by_id = {p["problem_id"]: p for p in problems}
+    prompts = render_prompts(engine, problems) if engine is not None else []
+    scored = _sample_and_score(engine, problems, prompts, params, "greedy", policy, by_id, sink, progress, done_rows)
+    got = {r["problem_id"]: r for r in scored}
+    return [{"problem_id": p["problem_id"], "greedy_correct": got[p["problem_id"]]["reward"] == 1.0,
+             "reason": got[p["problem_id"]]["reason"]} for p in problems]

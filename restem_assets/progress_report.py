@@ -50,7 +50,7 @@ def progress_frame(root: str, storage_options: Mapping[str, Any] | None = None) 
 
 def _fmt(value: Any, name: str) -> str:
     if value is None:
-        return "–"
+        return "n/a" if name == "maj_at_k" else "–"  # maj@k is null exactly for code tasks
     if name in ("greedy_pass_at_1", "pass_at_k", "maj_at_k", "greedy_format_rate"):
         return f"{100 * value:.1f}%"
     if isinstance(value, float):
@@ -86,7 +86,7 @@ def progress_chart_png(df: pl.DataFrame) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     k = df["k"].max() if df.height else "k"
     for col, label in (("greedy_pass_at_1", "greedy pass@1"), ("pass_at_k", f"pass@{k}"), ("maj_at_k", f"maj@{k}")):
-        if df.height:
+        if df.height and any(v is not None for v in df[col].to_list()):  # maj@k is null for code
             ax.plot(df["iteration"].to_list(), [100 * (v or 0) for v in df[col].to_list()], marker="o", label=label)
     ax.set_xlabel("iteration (0 = base model)")
     ax.set_ylabel("held-out accuracy (%)")

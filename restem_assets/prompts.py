@@ -9,7 +9,7 @@ can coincide with a test problem.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from restem_assets.generation import Messages
@@ -55,3 +55,17 @@ def build_messages(problem: Mapping[str, Any]) -> Messages:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
     messages.append({"role": "user", "content": problem["question"]})
     return messages
+
+
+# The code answer format is one ```python block: the answer is complete when that block closes.
+# ("```python\n" opens a block without matching; a bare opening fence would end the completion
+# early, which the prompt's instruction and exemplar steer away from.) Stopping there skips
+# the prose small models append after the code, about half of each completion's tokens.
+CODE_STOP = ("```\n",)
+
+
+def stop_strings(problems: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """Stop strings of the answer format shared by `problems`: the closing fence when all are code."""
+    if problems and all(p.get("domain") == "code" for p in problems):
+        return CODE_STOP
+    return ()

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams
 from restem_assets.policy import Policy
-from restem_assets.prompts import build_messages
+from restem_assets.prompts import build_messages, stop_strings
 
 
 class RowSink(Protocol):
@@ -80,8 +80,10 @@ def generate_rows(
 
     `(problem_id, sample_idx)` pairs in `done` (finished before a crash) are not generated
     again: problems missing m of their n samples are sampled m times (grouped by m, each
-    group with its own seed) and the new completions take the missing indices.
+    group with its own seed) and the new completions take the missing indices. The prompt
+    format's stop strings (`prompts.stop_strings`: a code answer ends with its block) are added.
     """
+    params = replace(params, stop=tuple(dict.fromkeys(params.stop + stop_strings(problems))))
     todo = missing_samples(problems, params.n, done)
     groups: dict[int, list[int]] = {}
     for i, missing in todo.items():

@@ -113,6 +113,19 @@ REWARD_AUDIT = pa.schema(
     ]
 )
 
+# transfer_evaluations: one row per problem of a benchmark outside the training task (e.g.
+# HumanEval for a policy trained on function_synthesis), greedy decoding; completions go to
+# transfer_samples (EVAL_SAMPLES rows, mode "greedy").
+TRANSFER_EVALUATIONS = pa.schema(
+    [
+        ("benchmark", pa.string()),
+        ("problem_id", pa.string()),
+        ("greedy_correct", pa.bool_()),
+        ("reason", pa.string()),  # the verdict's reason (passed, syntax_error, wrong_answer, ...)
+    ]
+)
+TRANSFER_SAMPLES = EVAL_SAMPLES
+
 # rescores: an iteration's samples scored again by the verifiers installed now (`restem rescore`),
 # beside the rewards recorded when the iteration ran; sql/rescore_diff.sql compares the two.
 RESCORES = REWARDS

@@ -293,6 +293,82 @@ UNION ALL BY NAME
     LIMIT 0'
     END);
 
+-- transfer_evaluations (one folder per iteration)
+SET VARIABLE restem_has_transfer_evaluations = false;
+CREATE OR REPLACE VIEW transfer_evaluations AS FROM query(CASE WHEN getvariable('restem_has_transfer_evaluations')
+    THEN '(SELECT
+        NULL::VARCHAR AS "benchmark",
+        NULL::VARCHAR AS "problem_id",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::VARCHAR AS "reason",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/transfer_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "benchmark",
+        NULL::VARCHAR AS "problem_id",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::VARCHAR AS "reason",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0'
+    END);
+
+-- transfer_samples (one folder per iteration)
+SET VARIABLE restem_has_transfer_samples = false;
+CREATE OR REPLACE VIEW transfer_samples AS FROM query(CASE WHEN getvariable('restem_has_transfer_samples')
+    THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/transfer_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration"
+    LIMIT 0'
+    END);
+
 -- scored_samples: every training sample with its reward; reward IS NULL = not scored yet.
 CREATE OR REPLACE VIEW scored_samples AS
 SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details
@@ -309,3 +385,5 @@ SET VARIABLE restem_has_eval_samples = (SELECT count(*) > 0 FROM glob(getvariabl
 SET VARIABLE restem_has_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/finetune_log/*/*.parquet'));
 SET VARIABLE restem_has_reward_audit = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/reward_audit/*/*.parquet'));
 SET VARIABLE restem_has_rescores = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/rescores/*/*.parquet'));
+SET VARIABLE restem_has_transfer_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/transfer_evaluations/*/*.parquet'));
+SET VARIABLE restem_has_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/transfer_samples/*/*.parquet'));

@@ -40,7 +40,7 @@ def test_asset_graph_matches_snapshot():
 
 
 def test_definitions_load_and_jobs_resolve():
-    for name in ("setup", "iteration", "estep", "evaluate", "report_progress"):
+    for name in ("setup", "iteration", "estep", "evaluate", "transfer", "report_progress"):
         assert defs.resolve_job_def(name) is not None
     assert defs.resolve_sensor_def("continue_rest_loop").default_status == dg.DefaultSensorStatus.STOPPED
 

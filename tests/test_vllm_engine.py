@@ -26,6 +26,7 @@ K = 8
 MAX_NEW = 64
 GREEDY = SamplingParams(n=1, temperature=0.0, max_new_tokens=MAX_NEW)
 SAMPLED = SamplingParams(n=K, temperature=0.7, top_k=40, max_new_tokens=MAX_NEW, seed=3)
+STOPPED = SamplingParams(n=1, temperature=0.0, max_new_tokens=MAX_NEW, stop=("\n",))  # the first line only
 MIN_GREEDY_AGREEMENT = 0.75
 
 needs_vllm = pytest.mark.skipif(not vllm_available() and os.environ.get("RESTEM_SKIP_VLLM") == "1",
@@ -60,7 +61,7 @@ def _run(kind: str, model_path: str, messages) -> dict:
     try:
         prompts = [engine.render_prompt(m) for m in messages]
         out = {"render": prompts[0]}
-        for name, params in (("greedy", GREEDY), ("sampled", SAMPLED)):
+        for name, params in (("greedy", GREEDY), ("sampled", SAMPLED), ("stopped", STOPPED)):
             out[name] = [c for chunk in engine.generate(prompts, params) for c in chunk]
         out["engine"] = engine
     finally:
@@ -139,6 +140,20 @@ def test_sampled_length_and_format_statistics_are_similar(outputs, record_proper
     assert abs(vl["mean_tokens"] - hf["mean_tokens"]) <= 0.3 * hf["mean_tokens"] + 2
     assert abs(vl["answer_line_share"] - hf["answer_line_share"]) <= 0.15
     assert abs(vl["truncated_share"] - hf["truncated_share"]) <= 0.1
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_stop_strings_cut_both_engines_alike(outputs):
+    """A stop string ends the completion right after it (kept) in both engines, with the same text."""
+    texts = {}
+    for kind in ("transformers", "vllm"):
+        for c in outputs[kind]["stopped"]:
+            if "\n" in c.text:
+                assert c.text.endswith("\n") and c.text.count("\n") == 1 and c.finish_reason == "stop", (kind, c.text)
+        texts[kind] = {c.prompt_index: c.text for c in outputs[kind]["stopped"]}
+    same = sum(texts["vllm"][i] == t for i, t in texts["transformers"].items())
+    assert same >= 0.7 * len(texts["transformers"]), texts
 
 
 @pytest.mark.slow

@@ -16,5 +16,6 @@ ALL_ASSETS = [
     estep.sft_set,
     mstep.finetune,
     evaluation.evaluation,
+    evaluation.transfer_evaluation,
     progress.progress,
 ]

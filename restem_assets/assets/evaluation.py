@@ -10,8 +10,9 @@ from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
 from restem_assets.assets.policy import POLICY_KEY, require_policy
-from restem_assets.evaluation import SCORED_COLUMNS, evaluate_policy
-from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS
+from restem_assets.evaluation import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
+from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
+from restem_assets.transfer import benchmark_problems
 from restem_assets.staging import ChunkStaging
 
 
@@ -49,8 +50,9 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
         staging.publish()
         store.write_table("evaluations", rows, EVALUATIONS, iteration)
     seconds = time.perf_counter() - t0
-    context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %.3f", iteration,
-                     policy.policy_id, summary.greedy_pass_at_1, summary.k, summary.pass_at_k, summary.k, summary.maj_at_k)
+    maj = "n/a (code)" if summary.maj_at_k is None else f"{summary.maj_at_k:.3f}"
+    context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %s", iteration,
+                     policy.policy_id, summary.greedy_pass_at_1, summary.k, summary.pass_at_k, summary.k, maj)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(rows),
@@ -60,10 +62,56 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
             "greedy_pass_at_1": summary.greedy_pass_at_1,
             "pass_at_1": summary.pass_at_1,
             f"pass_at_{summary.k}": summary.pass_at_k,
-            f"maj_at_{summary.k}": summary.maj_at_k,
+            **({f"maj_at_{summary.k}": summary.maj_at_k} if summary.maj_at_k is not None else {}),
             "greedy_format_rate": summary.greedy_format_rate,
             "wall_seconds": round(seconds, 1),
             "preview": dg.MetadataValue.md(markdown_table(rows[:10], ["problem_id", "greedy_answer", "greedy_correct",
                                                                      "n_correct", "majority_answer"])),
         }
     )
+
+
+@dg.asset(
+    partitions_def=policy_partitions,
+    deps=[POLICY_KEY],
+    group_name="evaluation",
+    pool=TORCH_POOL,
+    description="Greedy pass@1 of policy[i] on benchmarks outside the task (rest.transfer_benchmarks, e.g. HumanEval).",
+)
+def transfer_evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
+                        engine: EngineResource) -> dg.MaterializeResult:
+    iteration = int(context.partition_key)
+    if not rest.transfer_benchmarks:
+        raise ValueError("rest.transfer_benchmarks is empty: name at least one benchmark, e.g. ['humaneval']")
+    store = storage.store()
+    policy = require_policy(context, iteration)
+    problems = {name: benchmark_problems(name)[: rest.transfer_limit] for name in rest.transfer_benchmarks}
+    params = rest.transfer_params()
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    with partition_lock(context, storage.root, f"transfer_evaluation={iteration}"):
+        staging = ChunkStaging(store, "transfer_samples", iteration, TRANSFER_SAMPLES, request={
+            "policy": policy.path, "benchmarks": rest.transfer_benchmarks, "greedy": dataclasses.asdict(params)},
+            flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
+        done = list(staging.rows(columns=SCORED_COLUMNS))
+        needed = sum(len(p) for p in problems.values())
+        with engine.open(policy.path) if len(done) < needed else contextlib.nullcontext() as eng:
+            for name, bench in problems.items():
+                ids = {p["problem_id"] for p in bench}
+                scored = evaluate_greedy(eng, bench, params, policy, staging,
+                                         progress_logger(context, f"transfer_evaluation[{iteration}] {name}"),
+                                         done_rows=[r for r in done if r["problem_id"] in ids])
+                rows += [{"benchmark": name, **r} for r in scored]
+        staging.publish()
+        store.write_table("transfer_evaluations", rows, TRANSFER_EVALUATIONS, iteration)
+    summary = {name: sum(r["greedy_correct"] for r in rows if r["benchmark"] == name) / len(bench)
+               for name, bench in problems.items()}
+    for name, rate in summary.items():
+        context.log.info("transfer_evaluation[%d] (%s): %s greedy pass@1 %.3f", iteration, policy.policy_id, name, rate)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(rows),
+        "policy": policy.policy_id,
+        "resumed_completions": len(done),
+        **{f"{name}_greedy_pass_at_1": rate for name, rate in summary.items()},
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+    })

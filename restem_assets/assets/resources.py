@@ -22,7 +22,7 @@ from pydantic import Field
 from restem_assets.generation import SamplingParams, make_engine, resolve_engine_kind
 from restem_assets.model_cache import resolve_model
 from restem_assets.storage import DEFAULT_DATA_ROOT, ParquetStore
-from restem_assets.tasks.spec import DEFAULT_CHAIN_SUM_CONFIG, TaskSpec
+from restem_assets.tasks.spec import TaskSpec
 
 
 def absolute_root(root: str) -> str:
@@ -57,7 +57,9 @@ class TaskResource(dg.ConfigurableResource):
 
     kind: str = "reasoning_gym"
     name: str = "chain_sum"
-    config: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_CHAIN_SUM_CONFIG))
+    config: dict[str, Any] = Field(default_factory=dict, description=(
+        "task config; empty means the task's defaults (chain_sum: 2-3 terms of 1-2 digits; "
+        "function_synthesis: levels [1, 2], 8 tests per problem)"))
     train_path: str | None = None
     test_path: str | None = None
     train_size: int | None = 256
@@ -96,6 +98,11 @@ class ReSTResource(dg.ConfigurableResource):
     eval_temperature: float = 1.0
     eval_top_p: float = 0.95
     eval_max_new_tokens: int = 96
+    transfer_benchmarks: list[str] = Field(default_factory=list, description=(
+        "benchmarks outside the task each policy is also evaluated on (greedy) by the transfer_evaluation "
+        "asset / `restem transfer`, e.g. ['humaneval']"))
+    transfer_max_new_tokens: int = 256
+    transfer_limit: int | None = Field(None, description="only the first N problems of each benchmark (None: all)")
     # the loop (the CLI driver and the continue_rest_loop sensor)
     target_iterations: int = Field(2, description="how many iterations the loop runs")
     stop_when_no_improvement: bool = Field(True, description="stop when held-out greedy pass@1 stops improving")
@@ -106,6 +113,10 @@ class ReSTResource(dg.ConfigurableResource):
 
     def greedy_params(self) -> SamplingParams:
         return SamplingParams(n=1, temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=self.eval_max_new_tokens,
+                              seed=self.seed)
+
+    def transfer_params(self) -> SamplingParams:
+        return SamplingParams(n=1, temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=self.transfer_max_new_tokens,
                               seed=self.seed)
 
     def eval_sampling_params(self) -> SamplingParams:
@@ -166,6 +177,17 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "task": {"train_size": 48, "test_size": 24},
         "rest": {"samples_per_problem": 4, "max_new_tokens": 48, "eval_samples": 2, "eval_max_new_tokens": 48,
                  "finetune_max_steps": 2},
+    },
+    # Code ReST^EM on a laptop (`make demo-code`): procedural function synthesis, levels 1-3 with
+    # level 2 drawn twice as often; a code answer ends where its block closes (prompts.CODE_STOP).
+    "code": {
+        "task": {"kind": "function_synthesis", "name": "function_synthesis", "config": {"levels": [1, 2, 2, 3]},
+                 "train_size": 64, "test_size": 64},
+        "rest": {"samples_per_problem": 8, "max_new_tokens": 96, "eval_samples": 4, "eval_max_new_tokens": 96,
+                 "transfer_benchmarks": ["humaneval"]},
+        # vLLM on CPU without torch.compile: starts in ~35 s instead of ~135 s, and at this size
+        # the five engine starts of a demo cost more than compiled decoding saves.
+        "engine": {"vllm_enforce_eager": True},
     },
     # Unit/e2e tests: seconds per stage.
     "tiny": {

@@ -27,8 +27,13 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
+    # A completion ends right after the first of these strings (kept in its text), as after end-of-turn.
+    stop: tuple[str, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "stop", tuple(self.stop))
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise ValueError(f"SamplingParams.stop must hold non-empty strings, got {self.stop!r}")
         if self.n < 1:
             raise ValueError(f"SamplingParams.n must be >= 1, got {self.n}")
         if self.temperature < 0:
@@ -53,7 +58,7 @@ class Completion:
     sample_idx: int
     text: str
     n_tokens: int
-    finish_reason: str  # "stop" (end of turn) or "length" (hit max_new_tokens)
+    finish_reason: str  # "stop" (end of turn or a stop string) or "length" (hit max_new_tokens)
 
 
 ProgressFn = Callable[[int, int], None]  # (prompts done, prompts total)
@@ -88,6 +93,12 @@ def stop_token_ids(tokenizer, generation_eos: int | list[int] | None = None) -> 
         if isinstance(tid, int) and tid != tokenizer.unk_token_id:
             ids.add(tid)
     return sorted(ids)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """`text` up to and including the earliest stop string, and whether one occurred."""
+    ends = [text.find(s) + len(s) for s in stop if s in text]
+    return (text[: min(ends)], True) if ends else (text, False)
 
 
 def vllm_available() -> bool:

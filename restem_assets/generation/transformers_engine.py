@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, stop_token_ids
+from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, stop_token_ids
 from restem_assets.generation.dtype import pick_dtype
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ class TransformersEngine:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
         self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model.generation_config, "eos_token_id", None))
+        self._enders: dict[tuple[str, ...], frozenset[int]] = {}
         log.info("transformers engine: %s on %s in %s, batch %d", model_path, self.device, self.dtype, self.batch_size)
 
     def render_prompt(self, messages: Messages) -> str:
@@ -95,6 +96,16 @@ class TransformersEngine:
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def tokens_ending(self, stop: tuple[str, ...]) -> frozenset[int]:
+        """Ids of tokens whose text contains the last character of some stop string (cached per engine)."""
+        if stop not in self._enders:
+            last = {s[-1] for s in stop}
+            tok = self.tokenizer
+            self._enders[stop] = frozenset(
+                i for i, piece in enumerate(tok.convert_ids_to_tokens(list(range(len(tok)))))
+                if piece and any(ch in tok.convert_tokens_to_string([piece]) for ch in last))
+        return self._enders[stop]
 
     def generate(
         self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None
@@ -130,6 +141,10 @@ class _ContinuousBatch:
         self.pending: dict[int, list[Completion]] = {}
         self.done_prompts = 0
         self.stop = torch.tensor(engine.stop_ids, device=engine.device)
+        # stop strings are looked for only after tokens that can end one (cheap: most tokens cannot)
+        self.stop_strings = params.stop
+        self.string_enders = engine.tokens_ending(params.stop) if params.stop else frozenset()
+        self.tail = max((len(s) for s in params.stop), default=0) + 2  # tokens of text to decode per check
 
     def run(self) -> Iterator[list[Completion]]:
         self._admit()
@@ -204,6 +219,7 @@ class _ContinuousBatch:
             row = self.tokens[self.rows[j]]
             if not is_stop:
                 row.append(tok)
+                is_stop = tok in self.string_enders and self._ends_in_stop_string(row)
             if is_stop or len(row) >= self.params.max_new_tokens:
                 done.add(j)
                 self.pending.setdefault(self.rows[j][0], []).append(self._completion(j, "stop" if is_stop else "length"))
@@ -233,11 +249,17 @@ class _ContinuousBatch:
                 layer.keys = layer.keys[:, :, first:, :]
                 layer.values = layer.values[:, :, first:, :]
 
+    def _ends_in_stop_string(self, row: list[int]) -> bool:
+        text = self.e.tokenizer.decode(row[-self.tail:], skip_special_tokens=True)
+        return any(s in text for s in self.stop_strings)
+
     def _completion(self, j: int, finish: str) -> Completion:
         prompt_index, sample_idx = self.rows[j]
         ids = self.tokens.pop((prompt_index, sample_idx))
-        return Completion(prompt_index=prompt_index, sample_idx=sample_idx,
-                          text=self.e.tokenizer.decode(ids, skip_special_tokens=True),
+        text = self.e.tokenizer.decode(ids, skip_special_tokens=True)
+        if self.stop_strings:
+            text, _ = cut_at_stop(text, self.stop_strings)  # a token may run past the stop string's end
+        return Completion(prompt_index=prompt_index, sample_idx=sample_idx, text=text,
                           n_tokens=len(ids), finish_reason=finish)
 
     def _retire(self) -> list[Completion]:

@@ -115,7 +115,7 @@ class VLLMEngine:
         self._send({"cmd": "generate", "prompts": ids, "params": {
             "n": params.n, "temperature": params.temperature, "top_k": max(params.top_k, 0),
             "top_p": params.top_p, "max_tokens": params.max_new_tokens, "seed": params.seed,
-            "stop_token_ids": self.stop_ids}})
+            "stop_token_ids": self.stop_ids, "stop": list(params.stop)}})
         received: dict[int, list[Completion]] = {}
         done_prompts = 0
         while True:

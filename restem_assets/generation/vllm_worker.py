@@ -61,6 +61,7 @@ class Worker:
         n = int(params["n"])
         stop_ids = set(params.get("stop_token_ids") or ())
         common = dict(max_tokens=int(params["max_tokens"]), stop_token_ids=sorted(stop_ids) or None,
+                      stop=list(params.get("stop") or ()) or None, include_stop_str_in_output=True,
                       output_kind=RequestOutputKind.FINAL_ONLY, skip_special_tokens=True)
 
         def sampling(i: int) -> SamplingParams:
@@ -95,7 +96,9 @@ class Worker:
                 i = requests.pop(out.request_id)
                 for j, o in enumerate(sorted(out.outputs, key=lambda o: o.index)):
                     ids = list(o.token_ids)
-                    if o.finish_reason == "stop" and ids and (ids[-1] in stop_ids or o.stop_reason is None):
+                    # a stop *string* (stop_reason is that string) is kept, an end-of-turn token is not
+                    if (o.finish_reason == "stop" and ids and not isinstance(o.stop_reason, str)
+                            and (ids[-1] in stop_ids or o.stop_reason is None)):
                         ids = ids[:-1]  # the end-of-turn token is not part of the completion
                     pending.append([i, j, o.text, len(ids), "length" if o.finish_reason == "length" else "stop"])
             admit()

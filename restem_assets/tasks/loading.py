@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from restem_assets.schemas import PROBLEMS
 from restem_assets.tasks.file_datasets import file_problems
+from restem_assets.tasks.function_synthesis import function_synthesis_problems
 from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems, score_reasoning_gym
 from restem_assets.tasks.spec import TaskSpec
 
@@ -24,6 +25,8 @@ _SPLITS = ("train", "test")
 def _rows(spec: TaskSpec) -> list[dict[str, Any]]:
     if spec.kind == "reasoning_gym":
         return reasoning_gym_problems(spec)
+    if spec.kind == "function_synthesis":
+        return function_synthesis_problems(spec)
     if spec.kind in ("gsm8k", "math"):
         return file_problems(spec)
     if spec.kind == "apps":

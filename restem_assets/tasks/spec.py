@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-TASK_KINDS = ("reasoning_gym", "gsm8k", "math", "apps", "humaneval")
+TASK_KINDS = ("reasoning_gym", "function_synthesis", "gsm8k", "math", "apps", "humaneval")
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,8 @@ class TaskSpec:
 
     kind: one of TASK_KINDS.
     name: reasoning-gym dataset name (kind="reasoning_gym"), else a label for problem ids.
-    config: reasoning-gym dataset config (e.g. {"min_terms": 2, "max_terms": 3}).
+    config: reasoning-gym dataset config (e.g. {"min_terms": 2, "max_terms": 3}), or for
+        kind="function_synthesis" {"levels": [1, 2], "tests_per_problem": 8}.
     train_path / test_path: local path or fsspec URL of a JSONL, JSON or Parquet file
         (gsm8k, math, apps, humaneval). With only train_path, the test split is carved out of it.
     train_size / test_size: how many problems each split gets (None: all available);

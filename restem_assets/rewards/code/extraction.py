@@ -1,7 +1,9 @@
 """Turn a model completion into the program restem runs.
 
 Rule: the last fenced code block (```python, ```py, ```python3 or a bare ```) wins;
-a completion without fences is taken as code itself. Then the problem's format
+a completion without fences is taken as code itself. A completion that starts with code
+and closes it with a bare fence (the chat turn implied the opening fence, as small models
+often write) has that code as its first block, provided the text before the fence parses. Then the problem's format
 decides how the code meets the scaffold the model was shown:
 
 * HumanEval: the prompt (imports, helpers, signature + docstring) always comes first,
@@ -44,11 +46,34 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
     return blocks
 
 
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def _leading_block(completion: str) -> tuple[str, str] | None:
+    """(code, rest) when the completion opens inside a block: code, then a bare closing fence."""
+    first = _FENCE.search(completion)
+    if first is None or first.group(1):
+        return None
+    code = completion[: first.start()]
+    if not code.strip() or not _parses(code):
+        return None
+    return code, completion[first.end():]
+
+
 def extract_code(completion: str) -> str | None:
     """The last Python fenced block, or the whole completion when it has no fences."""
     if completion is None:
         return None
-    blocks = fenced_blocks(completion)
+    leading = _leading_block(completion)
+    if leading is not None:
+        blocks = [("", leading[0])] + fenced_blocks(leading[1])
+    else:
+        blocks = fenced_blocks(completion)
     if blocks:
         python = [body for tag, body in blocks if tag in _PYTHON_TAGS]
         code = python[-1] if python else None
