@@ -4,12 +4,12 @@
 SELECT iteration,
        benchmark,
        count(*) AS problems,
-       sum(greedy_correct::INTEGER) AS solved,
+       count_if(greedy_correct) AS solved,
        round(avg(greedy_correct::DOUBLE), 4) AS greedy_pass_at_1,
-       sum((reason = 'syntax_error')::INTEGER) AS syntax_error,
-       sum((reason = 'wrong_answer')::INTEGER) AS wrong_answer,
-       sum((reason = 'runtime_error')::INTEGER) AS runtime_error,
-       sum((reason NOT IN ('passed', 'syntax_error', 'wrong_answer', 'runtime_error'))::INTEGER) AS other
+       count_if(reason = 'syntax_error') AS syntax_error,
+       count_if(reason = 'wrong_answer') AS wrong_answer,
+       count_if(reason = 'runtime_error') AS runtime_error,
+       count_if(reason NOT IN ('passed', 'syntax_error', 'wrong_answer', 'runtime_error')) AS other
 FROM transfer_evaluations
 GROUP BY iteration, benchmark
 ORDER BY benchmark, iteration;
