@@ -4,12 +4,12 @@
 SELECT iteration,
        benchmark,
        count(*) AS problems,
-       count_if(greedy_correct) AS solved,
+       count(*) FILTER (WHERE greedy_correct) AS solved,
        round(avg(greedy_correct::DOUBLE), 4) AS greedy_pass_at_1,
-       count_if(reason = 'syntax_error') AS syntax_error,
-       count_if(reason = 'wrong_answer') AS wrong_answer,
-       count_if(reason = 'runtime_error') AS runtime_error,
-       count_if(reason NOT IN ('passed', 'syntax_error', 'wrong_answer', 'runtime_error')) AS other
+       count(*) FILTER (WHERE reason = 'syntax_error') AS syntax_error,
+       count(*) FILTER (WHERE reason = 'wrong_answer') AS wrong_answer,
+       count(*) FILTER (WHERE reason = 'runtime_error') AS runtime_error,
+       count(*) FILTER (WHERE reason NOT IN ('passed', 'syntax_error', 'wrong_answer', 'runtime_error')) AS other
 FROM transfer_evaluations
 GROUP BY iteration, benchmark
 ORDER BY benchmark, iteration;

@@ -39,6 +39,13 @@ PROBLEMS = [
     ("t3", "test", "chain_sum", "math", "12"),
 ]
 GOLD = {pid: answer for pid, _, _, _, answer in PROBLEMS}
+# difficulty fields in problem metadata (greedy_by_level): t3 has none
+METADATA = {"t1": '{"level": 1}', "t2": '{"level": 2}', "p3": '{"difficulty": "interview"}'}
+# transfer_evaluations: iteration -> (problem_id, greedy_correct, reason) on HumanEval
+TRANSFER = {
+    0: [("h1", True, "passed"), ("h2", False, "syntax_error"), ("h3", False, "wrong_answer")],
+    1: [("h1", True, "passed"), ("h2", True, "passed"), ("h3", False, "timeout")],
+}
 DOMAIN = {pid: domain for pid, _, _, domain, _ in PROBLEMS}
 # E-step of iteration i (sampled from policy[i-1]) -> (problem_id, sample_idx, reason, n_tokens,
 # finish_reason); reward = 1 iff reason is 'correct' or 'passed'.
@@ -140,7 +147,7 @@ def write_history(store: ParquetStore) -> None:
         "problems",
         [
             {"problem_id": pid, "split": split, "task": task, "domain": domain, "verifier": domain,
-             "question": f"Q {pid}", "answer": answer, "solution": "", "metadata": "{}"}
+             "question": f"Q {pid}", "answer": answer, "solution": "", "metadata": METADATA.get(pid, "{}")}
             for pid, split, task, domain, answer in PROBLEMS
         ],
         schemas.PROBLEMS,
@@ -187,6 +194,10 @@ def write_history(store: ParquetStore) -> None:
         store.write_table("eval_samples", rows, schemas.EVAL_SAMPLES, iteration=it)
         store.write_table("evaluations", [dict(zip(schemas.EVALUATIONS.names, r)) for r in EVALS[it]],
                           schemas.EVALUATIONS, iteration=it)
+    for it, rows in TRANSFER.items():
+        store.write_table("transfer_evaluations", [{"benchmark": "humaneval", "problem_id": p, "greedy_correct": ok,
+                                                   "reason": why} for p, ok, why in rows],
+                          schemas.TRANSFER_EVALUATIONS, iteration=it)
 
 
 # -- expected results, by hand ------------------------------------------------------------
@@ -263,6 +274,19 @@ EXPECTED = {
     "sft_set_per_iteration": (
         ["iteration", "n_examples", "n_problems", "mean_examples_per_problem", "max_examples_per_problem", "n_tokens"],
         [(1, 2, 1, 2.0, 2, 40), (2, 5, 3, 5 / 3, 3, 165)],
+    ),
+    "greedy_by_level": (
+        ["iteration", "level", "problems", "greedy_pass_at_1", "pass_at_k"],
+        [
+            (0, "1", 1, 0.0, 1.0), (1, "1", 1, 1.0, 1.0), (2, "1", 1, 1.0, 1.0),  # t1
+            (0, "2", 1, 0.0, 0.0), (1, "2", 1, 0.0, 1.0), (2, "2", 1, 1.0, 1.0),  # t2
+            (0, "all", 1, 0.0, 1.0), (1, "all", 1, 1.0, 1.0), (2, "all", 1, 0.0, 0.0),  # t3: no level field
+        ],
+    ),
+    "transfer_pass_rate": (
+        ["iteration", "benchmark", "problems", "solved", "greedy_pass_at_1", "syntax_error", "wrong_answer",
+         "runtime_error", "other"],
+        [(0, "humaneval", 3, 1, 0.3333, 1, 1, 0, 0), (1, "humaneval", 3, 2, 0.6667, 0, 0, 0, 1)],
     ),
     "iteration_progress": (
         ["iteration", "test_problems", "greedy_pass_at_1", "greedy_correct", "k", "pass_at_1", "pass_at_k",
