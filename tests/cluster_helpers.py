@@ -25,7 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop_group(proc: subprocess.Popen, grace_s: float = 15.0) -> None:
+def _stop_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
