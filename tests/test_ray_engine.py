@@ -20,16 +20,14 @@ from restem_assets.policy import Policy  # noqa: E402
 from restem_assets.sampling import sample_rows  # noqa: E402
 from restem_assets.schemas import EVAL_SAMPLES, SAMPLES  # noqa: E402
 from restem_assets.storage import ParquetStore  # noqa: E402
-from tests.cluster_helpers import local_ray_cluster  # noqa: E402
 from tests.e2e_helpers import EVAL_ASSETS, ESTEP_ASSETS, SETUP_ASSETS, materialize, resources  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ray_address(tmp_path_factory):
-    with local_ray_cluster(tmp_path_factory.mktemp("ray"), num_cpus=2, dashboard=False) as (address, _):
-        yield address
+@pytest.fixture
+def ray_address(ray_cluster):
+    return ray_cluster[0]
 
 
 class ListSink:

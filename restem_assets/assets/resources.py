@@ -91,6 +91,11 @@ class ReSTResource(dg.ConfigurableResource):
     batch_size: int = 8
     finetune_max_steps: int = Field(-1, description="cap on optimizer steps (-1: no cap); tests use 1-2")
     lora_rank: int = 16
+    finetune_launcher: str = Field("inprocess", description="'inprocess' (this process) or 'accelerate' "
+                                   "(`accelerate launch` through Dagster Pipes, restem_assets/distributed_finetune.py)")
+    finetune_processes: int = Field(2, description="processes for the accelerate launcher (data-parallel ranks)")
+    finetune_accelerate_config: str = Field("", description="deploy/accelerate config: ddp_cpu, ddp_gpu, fsdp, "
+                                            "deepspeed_zero2, deepspeed_zero3, or a path ('' = ddp_gpu/ddp_cpu)")
     # evaluation
     eval_samples: int = Field(4, description="k for pass@k and maj@k on the test split")
     eval_temperature: float = 1.0
