@@ -21,11 +21,11 @@ from restem_assets.finetune import FinetuneSettings, finetune, world_size
 
 def _pipes_context():
     """Dagster Pipes on the main process when Dagster launched us (dagster-pipes, not Dagster itself)."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        return contextlib.nullcontext(None)
-    from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+    from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, open_dagster_pipes
 
-    return open_dagster_pipes() if is_dagster_pipes_process() else contextlib.nullcontext(None)
+    if int(os.environ.get("RANK", "0")) != 0 or DAGSTER_PIPES_CONTEXT_ENV_VAR not in os.environ:
+        return contextlib.nullcontext(None)
+    return open_dagster_pipes()
 
 
 def _loss_callback(pipes):
