@@ -72,5 +72,5 @@ def test_unknown_launcher_is_refused(tmp_path, model_path):
 
     failed = materialize([mstep.finetune], res, instance, partition="1", raise_on_error=False)
     assert not failed.success
-    errors = [e.event_specific_data.error.message for e in failed.all_events if e.is_step_failure]
+    errors = [e.event_specific_data.error.to_string() for e in failed.all_events if e.is_step_failure]
     assert any("rest.finetune_launcher must be one of ('inprocess', 'accelerate'), got 'slurm'" in m for m in errors)

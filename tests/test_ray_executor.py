@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -44,8 +45,14 @@ def test_iteration_steps_run_as_ray_jobs(tmp_path, model_path, ray_cluster):
     # each step ran as its own, successful Ray job
     from ray.job_submission import JobStatus, JobSubmissionClient
 
-    jobs = JobSubmissionClient(dashboard).list_jobs()
-    steps = {j.metadata.get("dagster/op"): j.status for j in jobs if j.metadata.get("dagster/job") == "iteration"}
+    client = JobSubmissionClient(dashboard)
+    deadline = time.monotonic() + 60
+    while True:  # a step's Ray job ends a moment after the step reported its result to Dagster
+        jobs = client.list_jobs()
+        steps = {j.metadata.get("dagster/op"): j.status for j in jobs if j.metadata.get("dagster/job") == "iteration"}
+        if all(status.is_terminal() for status in steps.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert steps == {s: JobStatus.SUCCEEDED for s in ("samples", "rewards", "sft_set", "finetune")}, steps
     assert {j.metadata.get("dagster/op") for j in jobs if j.metadata.get("dagster/job") == "setup"} == {
         "problems", "base_model"}
