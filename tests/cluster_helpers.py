@@ -49,7 +49,7 @@ def local_ray_cluster(tmp_dir: Path, num_cpus: int = 2, dashboard: bool = True):
     ray_tmp = Path("/tmp") / f"rt{os.getpid()}-{port}"
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
            f"--num-cpus={num_cpus}", "--num-gpus=0", f"--temp-dir={ray_tmp}", "--disable-usage-stats"]
-    cmd += ([f"--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}"] if dashboard
+    cmd += (["--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}"] if dashboard
             else ["--include-dashboard=false"])
     log = open(tmp_dir / "ray-head.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
