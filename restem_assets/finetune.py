@@ -190,7 +190,7 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
         completion_tokens = sum(len(tokenizer(r["completion"][0]["content"], add_special_tokens=False)["input_ids"]) + 1
                                 for r in records)
         t0 = time.perf_counter()
-        metrics = trainer.train().metrics
+        metrics = getattr(trainer.train(), "metrics", None) or {}
         seconds = time.perf_counter() - t0
         if trainer.state.global_step == 0:  # never save the untouched initial weights as a trained policy
             raise ValueError(
