@@ -16,9 +16,10 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from local disk.
+# The `ray` extra (Ray, dagster-ray, dagster-k8s, s3fs, moto) is installed too, so CI tests scale-out.
 # Then the vLLM build for this host (scripts/install_vllm.sh; RESTEM_SKIP_VLLM=1 skips it).
 $(VENV)/.installed: pyproject.toml scripts/install_vllm.sh | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,ray]'
 	bash scripts/install_vllm.sh $(BIN)/python
 	touch $@
 

@@ -14,12 +14,16 @@ from restem_assets.assets import ALL_ASSETS
 from restem_assets.assets.resources import Settings, build_resources
 
 
-def build_definitions(settings: Settings | None = None, overrides: dict | None = None) -> dg.Definitions:
+def build_definitions(settings: Settings | None = None, overrides: dict | None = None,
+                      executor: dg.ExecutorDefinition | None = None) -> dg.Definitions:
+    """`executor`: where each step runs (default: a process per step on this host); the cluster
+    deployments in deploy/ray and deploy/k8s pass dagster-ray's or dagster-k8s' executor."""
     return dg.Definitions(
         assets=ALL_ASSETS,
         jobs=ALL_JOBS,
         sensors=[continue_rest_loop],
         resources=build_resources(settings or Settings.from_env(), overrides),
+        executor=executor,
     )
 
 

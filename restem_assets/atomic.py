@@ -24,13 +24,18 @@ def is_local(fs) -> bool:
 
 
 def publish_file(fs, tmp: str, final: str) -> None:
-    """Move a finished temporary file over `final` (an atomic rename on local disk)."""
+    """Move a finished temporary file over `final`.
+
+    Local disk: an atomic rename. Object stores have no rename; a server-side copy onto
+    `final` replaces the object in one step (an S3 PUT/COPY is all or nothing, readers get
+    the old object or the new one, never a part), then the temporary is deleted. Never
+    delete-then-move: between the two, readers would find no file at all.
+    """
     if is_local(fs):
         os.replace(tmp, final)
         return
-    if fs.exists(final):
-        fs.rm(final)
-    fs.mv(tmp, final)
+    fs.copy(tmp, final)
+    fs.rm(tmp)
 
 
 @contextmanager
@@ -81,15 +86,34 @@ def staged_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+PUBLISHED_LAST = "config.json"  # a model directory without it is refused by every loader (model_cache)
+
+
 def upload_dir(fs, local_dir: Path, final: str) -> None:
-    """Copy a local directory to `final` on a remote filesystem: upload to a temporary name, then move."""
+    """Copy a local directory to `final` on a remote filesystem (an object store: no directory rename).
+
+    Every file is uploaded under a temporary prefix first (a crash there leaves only a
+    dot-prefixed temporary), then copied server-side into `final`, file by file, with
+    `config.json` last: until it lands, `final` is not a loadable model directory
+    (model_cache.check_model_dir refuses it), so a reader never loads half a model. restem
+    also reads a model only through the policy reported after this returns.
+    """
+    local_dir = Path(local_dir)
     tmp = posixpath.join(posixpath.dirname(final), f".{posixpath.basename(final)}{TMP_MARK}{uuid.uuid4().hex}")
+    files = sorted((p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file()),
+                   key=lambda rel: (rel == PUBLISHED_LAST, rel))
     try:
-        fs.put(str(local_dir), tmp, recursive=True)
+        for rel in files:
+            fs.put_file(str(local_dir / rel), posixpath.join(tmp, rel))
         if fs.exists(final):
             fs.rm(final, recursive=True)
-        fs.mv(tmp, final, recursive=True)
-    except BaseException:
+        try:
+            for rel in files:
+                fs.copy(posixpath.join(tmp, rel), posixpath.join(final, rel))
+        except BaseException:  # no half directory left under the final name
+            if fs.exists(final):
+                fs.rm(final, recursive=True)
+            raise
+    finally:
         if fs.exists(tmp):
             fs.rm(tmp, recursive=True)
-        raise

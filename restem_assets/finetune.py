@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -78,6 +79,8 @@ class FinetuneResult:
     seconds: float
     final_loss: float | None
     log: list[dict[str, Any]] = field(default_factory=list)
+    samples_per_second: float | None = None  # Trainer's train_samples_per_second, over all processes
+    processes: int = 1
 
 
 def conversational_records(sft_rows: Sequence[Mapping[str, Any]], problems: Mapping[str, Mapping[str, Any]]) -> list[dict]:
@@ -104,14 +107,27 @@ def _use_bf16() -> bool:
     return pick_dtype("auto") == torch.bfloat16
 
 
+def world_size() -> int:
+    """Processes training together (set by `accelerate launch`/torchrun; 1 in process)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def per_device_batch(settings: FinetuneSettings, processes: int) -> int:
+    """`batch_size` is the global batch (what the paper's settings mean); each process takes its share."""
+    return max(1, math.ceil(settings.batch_size / processes))
+
+
 def _sft_config(settings: FinetuneSettings, output_dir: Path, bf16: bool):
     """TRL's SFTConfig for our settings: loss on completion tokens only, no checkpoints, log every step."""
     import torch
     from trl import SFTConfig
 
+    distributed = world_size() > 1
     return SFTConfig(
         output_dir=str(output_dir),
-        per_device_train_batch_size=settings.batch_size,
+        per_device_train_batch_size=per_device_batch(settings, world_size()),
+        # CPU processes talk over gloo; on GPUs Trainer picks nccl
+        ddp_backend="gloo" if distributed and not torch.cuda.is_available() else None,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
         learning_rate=settings.learning_rate,
@@ -147,8 +163,13 @@ def _loss_history(trainer) -> list[dict[str, Any]]:
     ]
 
 
-def finetune(init_model: str, records: list[dict], out_dir: Path, settings: FinetuneSettings) -> FinetuneResult:
-    """Fine-tune `init_model` on `records` and write the result to `out_dir` atomically."""
+def finetune(init_model: str, records: list[dict], out_dir: Path, settings: FinetuneSettings,
+             callbacks: Sequence[Any] = ()) -> FinetuneResult:
+    """Fine-tune `init_model` on `records` and write the result to `out_dir` atomically.
+
+    Also the body of each process of a distributed run (restem_assets.finetune_worker under
+    `accelerate launch`): Trainer shards the batches, and only the main process writes the model.
+    """
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -164,26 +185,30 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(init_model, dtype=torch.bfloat16 if bf16 else torch.float32)
         trainer = SFTTrainer(model=model, args=_sft_config(settings, work, bf16), train_dataset=Dataset.from_list(records),
-                             processing_class=tokenizer, peft_config=_lora_config(settings))
+                             processing_class=tokenizer, peft_config=_lora_config(settings), callbacks=list(callbacks))
         # completion tokens the loss is computed on (+1: the end-of-turn token each completion ends with)
         completion_tokens = sum(len(tokenizer(r["completion"][0]["content"], add_special_tokens=False)["input_ids"]) + 1
                                 for r in records)
         t0 = time.perf_counter()
-        trainer.train()
+        metrics = getattr(trainer.train(), "metrics", None) or {}
         seconds = time.perf_counter() - t0
         if trainer.state.global_step == 0:  # never save the untouched initial weights as a trained policy
             raise ValueError(
                 f"fine-tuning took zero optimizer steps on {len(records)} records (epochs={settings.epochs:g}, "
                 f"max_steps={settings.max_steps}, batch_size={settings.batch_size}): nothing written to {out_dir}"
             )
-        trained = trainer.model.merge_and_unload() if settings.method == "lora" else trainer.model
-        with staged_dir(Path(out_dir)) as staged:
-            trained.save_pretrained(staged, safe_serialization=True)
-            tokenizer.save_pretrained(staged)
+        if trainer.is_world_process_zero():
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            trained = model.merge_and_unload() if settings.method == "lora" else model
+            with staged_dir(Path(out_dir)) as staged:
+                trained.save_pretrained(staged, safe_serialization=True)
+                tokenizer.save_pretrained(staged)
+        trainer.accelerator.wait_for_everyone()  # no process exits before the model is on disk
         history = _loss_history(trainer)
         return FinetuneResult(
             examples=len(records), completion_tokens=completion_tokens, steps=trainer.state.global_step,
             seconds=seconds, final_loss=history[-1]["loss"] if history else None, log=history,
+            samples_per_second=metrics.get("train_samples_per_second"), processes=world_size(),
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -23,3 +23,15 @@ def store(tmp_path):
     from restem_assets.storage import ParquetStore
 
     return ParquetStore(str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real local Ray cluster (head on 127.0.0.1, 2 CPUs, the Jobs API on): (GCS address, dashboard URL).
+
+    One per test session, shared by the Ray engine and the Ray executor tests."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install '.[ray]')")
+    from tests.cluster_helpers import local_ray_cluster
+
+    with local_ray_cluster(tmp_path_factory.mktemp("ray"), num_cpus=2, dashboard=True) as addresses:
+        yield addresses

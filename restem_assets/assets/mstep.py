@@ -1,7 +1,9 @@
 """M-step asset: fine-tune on iteration i's SFT set; reports policy[i]."""
 
+import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -11,6 +13,7 @@ from restem_assets.assets.resources import ReSTResource, StorageResource
 from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, read_problems
 from restem_assets.assets.policy import lookup_policy, report_policy
 from restem_assets.atomic import is_local, upload_dir
+from restem_assets.distributed_finetune import LAUNCHERS, accelerate_command, read_result, worker_env, write_request
 from restem_assets.finetune import FinetuneResult, FinetuneSettings, conversational_records
 from restem_assets.finetune import finetune as run_finetune
 from restem_assets.model_cache import resolve_model
@@ -18,18 +21,43 @@ from restem_assets.policy import init_policy_iteration
 from restem_assets.schemas import FINETUNE_LOG
 
 
-def _train(store, local_init: str, records: list[dict], target: str, settings: FinetuneSettings) -> FinetuneResult:
+Trainer = Callable[[str, list[dict], Path, FinetuneSettings], FinetuneResult]
+
+
+def _train(store, local_init: str, records: list[dict], target: str, settings: FinetuneSettings,
+           trainer: Trainer = run_finetune) -> FinetuneResult:
     """Fine-tune into `target` under the data root: directly on local disk, else locally and then
     uploaded under a temporary name and moved into place."""
     if is_local(store.fs):
-        return run_finetune(local_init, records, Path(target), settings)
+        return trainer(local_init, records, Path(target), settings)
     staging = Path(tempfile.mkdtemp(prefix="restem-finetune-"))
     try:
-        result = run_finetune(local_init, records, staging / "model", settings)
+        result = trainer(local_init, records, staging / "model", settings)
         upload_dir(store.fs, staging / "model", target)
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def accelerate_trainer(context: dg.AssetExecutionContext, rest: ReSTResource, pipes_metadata: dict) -> Trainer:
+    """A Trainer that runs the fine-tune under `accelerate launch` through Dagster Pipes: the workers'
+    output and per-step losses stream into this run's log; their reported metadata lands in `pipes_metadata`."""
+
+    def train(init: str, records: list[dict], out_dir: Path, settings: FinetuneSettings) -> FinetuneResult:
+        work = Path(tempfile.mkdtemp(prefix="restem-accelerate-"))
+        try:
+            request = write_request(work, init, records, out_dir, settings)
+            command = accelerate_command(request, rest.finetune_processes, rest.finetune_accelerate_config)
+            threads = max(1, (os.cpu_count() or 1) // rest.finetune_processes)
+            context.log.info("launching: %s", " ".join(command))
+            invocation = dg.PipesSubprocessClient().run(command=command, context=context, env=worker_env(threads))
+            for result in invocation.get_results():
+                pipes_metadata.update(result.metadata or {})
+            return read_result(request)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    return train
 
 
 @dg.asset(
@@ -43,6 +71,8 @@ def _train(store, local_init: str, records: list[dict], target: str, settings: F
 )
 def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource) -> dg.MaterializeResult:
     iteration = int(context.partition_key)
+    if rest.finetune_launcher not in LAUNCHERS:
+        raise ValueError(f"rest.finetune_launcher must be one of {LAUNCHERS}, got {rest.finetune_launcher!r}")
     store = storage.store()
     init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration))
     rows = store.read_table("sft_set", iteration).to_pylist()
@@ -56,8 +86,10 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
                      init.path, len(records), store.url(target))
     local_init = resolve_model(init.path)
+    pipes_metadata: dict = {}
+    trainer = accelerate_trainer(context, rest, pipes_metadata) if rest.finetune_launcher == "accelerate" else run_finetune
     with partition_lock(context, storage.root, f"iteration={iteration}"):
-        result = _train(store, local_init, records, target, settings)
+        result = _train(store, local_init, records, target, settings, trainer)
         store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
     model_url = store.url(target)
     report_policy(context, iteration, model_url, version=version, init_from=init.policy_id, init_version=init.version,
@@ -74,5 +106,9 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
             "final_loss": result.final_loss if result.final_loss is not None else float("nan"),
             "wall_seconds": round(result.seconds, 1),
             "loss_curve": dg.MetadataValue.md(markdown_table(result.log, ["step", "epoch", "loss"], limit=200)),
+            "launcher": rest.finetune_launcher,
+            "processes": result.processes,
+            "samples_per_second": result.samples_per_second or 0.0,
+            **{f"pipes/{k}": v for k, v in pipes_metadata.items()},
         }
     )

@@ -93,6 +93,11 @@ class ReSTResource(dg.ConfigurableResource):
     batch_size: int = 8
     finetune_max_steps: int = Field(-1, description="cap on optimizer steps (-1: no cap); tests use 1-2")
     lora_rank: int = 16
+    finetune_launcher: str = Field("inprocess", description="'inprocess' (this process) or 'accelerate' "
+                                   "(`accelerate launch` through Dagster Pipes, restem_assets/distributed_finetune.py)")
+    finetune_processes: int = Field(2, description="processes for the accelerate launcher (data-parallel ranks)")
+    finetune_accelerate_config: str = Field("", description="deploy/accelerate config: ddp_cpu, ddp_gpu, fsdp, "
+                                            "deepspeed_zero2, deepspeed_zero3, or a path ('' = ddp_gpu/ddp_cpu)")
     # evaluation
     eval_samples: int = Field(4, description="k for pass@k and maj@k on the test split")
     eval_temperature: float = 1.0
@@ -130,6 +135,9 @@ class EngineResource(dg.ConfigurableResource):
     vLLM settings apply to the vllm engine only: on CPU hosts its KV cache is
     `vllm_cpu_kv_cache_gib` of RAM; on GPUs `gpu_memory_utilization` and
     `tensor_parallel_size` apply. Its sampling seed is set once per engine (`seed`).
+
+    `ray_replicas` > 0 shards the prompts over that many replicas of this engine on a Ray
+    cluster (`ray_address`; restem_assets/generation/ray_engine.py, `pip install .[ray]`).
     """
 
     kind: str = "auto"
@@ -141,16 +149,27 @@ class EngineResource(dg.ConfigurableResource):
     vllm_max_model_len: int = 2048
     vllm_cpu_kv_cache_gib: int = 2
     vllm_enforce_eager: bool = False
+    # Ray: the same engine, as replicas on a cluster
+    ray_replicas: int = Field(0, description="0: one engine in this process; N > 0: N replicas on Ray, prompts sharded")
+    ray_address: str = Field("", description="'' starts a local Ray; 'auto' joins this node's cluster; or host:port / "
+                             "ray://host:10001")
+    ray_cpus_per_replica: float = Field(1.0, description="CPUs Ray reserves per replica (its torch threads)")
+    ray_gpus_per_replica: float = Field(0.0, description="GPUs per replica (tensor_parallel_size for vLLM on GPU nodes)")
+    ray_shard_prompts: int = Field(0, description="prompts per shard (0: about 4 shards per replica, at most 256)")
+    ray_max_shard_retries: int = Field(3, description="times a shard is re-submitted after its replica died")
 
     def resolved_kind(self) -> str:
-        return resolve_engine_kind(self.kind)
+        kind = resolve_engine_kind(self.kind)
+        return f"{kind}+ray" if self.ray_replicas > 0 else kind
 
     @contextmanager
     def open(self, model: str):
         """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit."""
+        if self.ray_replicas < 0:
+            raise ValueError(f"engine.ray_replicas must be >= 0 (0: no Ray), got {self.ray_replicas}")
         model_path = resolve_model(model)
         options: dict[str, Any] = {"dtype": self.dtype}
-        kind = self.resolved_kind()
+        kind = resolve_engine_kind(self.kind)
         if kind == "transformers":
             options["batch_size"] = self.batch_size
         else:
@@ -158,6 +177,13 @@ class EngineResource(dg.ConfigurableResource):
                            gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,
                            max_model_len=self.vllm_max_model_len, cpu_kv_cache_gib=self.vllm_cpu_kv_cache_gib,
                            enforce_eager=self.vllm_enforce_eager)
+        if self.ray_replicas > 0:
+            options.update(replica_kind=kind, replicas=self.ray_replicas, address=self.ray_address,
+                           num_cpus_per_replica=self.ray_cpus_per_replica,
+                           num_gpus_per_replica=self.ray_gpus_per_replica, shard_prompts=self.ray_shard_prompts,
+                           max_shard_retries=self.ray_max_shard_retries,
+                           model_url=model if "://" in str(model) else None)
+            kind = "ray"
         engine = make_engine(kind, model_path, **options)
         try:
             yield engine

@@ -113,8 +113,16 @@ def resolve_engine_kind(kind: str) -> str:
 
 
 def make_engine(kind: str, model_path: str, **options) -> GenerationEngine:
-    """Build an engine by name: "transformers", "vllm", or "auto"."""
+    """Build an engine by name: "transformers", "vllm", "auto", or "ray" (replicas of one of
+    the others on a Ray cluster; `replica_kind` and `replicas` among the options)."""
     kind = resolve_engine_kind(kind)
+    if kind == "ray":
+        try:
+            from restem_assets.generation.ray_engine import RayEngine
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise RuntimeError(f"engine 'ray' requested but Ray is not installed (pip install '.[ray]'): {e}") from e
+        options["replica_kind"] = resolve_engine_kind(options.get("replica_kind", "auto"))
+        return RayEngine(model_path, **options)
     if kind == "transformers":
         from restem_assets.generation.transformers_engine import TransformersEngine
 
@@ -125,4 +133,4 @@ def make_engine(kind: str, model_path: str, **options) -> GenerationEngine:
         except ImportError as e:  # pragma: no cover - depends on the host
             raise RuntimeError(f"engine 'vllm' requested but vLLM is not usable here: {e}") from e
         return VLLMEngine(model_path, **options)
-    raise ValueError(f"unknown generation engine {kind!r}; use 'transformers', 'vllm' or 'auto'")
+    raise ValueError(f"unknown generation engine {kind!r}; use 'transformers', 'vllm', 'auto' or 'ray'")
