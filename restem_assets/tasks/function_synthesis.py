@@ -324,16 +324,16 @@ def generate_problems(seed: int, count: int, config: dict[str, Any] | None = Non
     config = effective_config(config or {})
     levels = _levels(config)
     rng = random.Random(seed)
-    seen: set[str] = set()
+    seen: set[str] = set()  # prompts and function names already taken
     out: list[FunctionProblem] = []
     for attempt in range(_POOL_FACTOR * count + 100):
         if len(out) == count:
             break
         level = levels[len(out) % len(levels)]
         problem = build_problem(_draw_steps(rng, level), rng, config["tests_per_problem"])
-        if problem is None or problem.prompt in seen or problem.name in {p.name for p in out}:
+        if problem is None or problem.prompt in seen or problem.name in seen:
             continue
-        seen.add(problem.prompt)
+        seen.update((problem.prompt, problem.name))
         out.append(problem)
     if len(out) < count:
         raise ValueError(f"function_synthesis gave only {len(out)} distinct problems for {count} requested "
