@@ -67,8 +67,12 @@ def test_iteration_steps_run_as_ray_jobs(tmp_path, model_path, ray_cluster):
 
 
 @pytest.mark.parametrize("deployment", ["ray", "k8s"])
-def test_deployment_definitions_validate(deployment):
-    """The shipped code locations load (dagster-k8s' executor config included) with `dagster definitions validate`."""
+def test_deployment_definitions_validate(deployment, tmp_path):
+    """The shipped code locations load (dagster-k8s' executor config included) with `dagster definitions validate`.
+
+    DAGSTER_HOME points at a fresh folder: a clean clone has no data/dagster_home yet."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
     proc = _dagster("definitions", "validate", "-f", str(REPO / "deploy" / deployment / "definitions.py"),
-                    env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
+                    env=dict(os.environ, HF_HUB_OFFLINE="1", DAGSTER_HOME=str(home)), timeout=300)
     assert proc.returncode == 0 and "Validation successful" in proc.stdout + proc.stderr, proc.stderr[-3000:]
