@@ -36,6 +36,12 @@ class FinetuneSettings:
     dtype: str = "auto"
     seed: int = 0
     max_length: int = 1024
+    # run the prompt prefix all examples of a batch share once per batch (restem_assets/shared_prefix.py);
+    # same loss and gradients, a fraction of the compute when prompts share a long system + exemplar prefix
+    prefix_sharing: bool = True
+    # TRL turns activation recomputation on by default: a third more compute for memory a 135M model
+    # does not need; on, it also drops the key/value cache prefix sharing relies on (so sharing is off)
+    gradient_checkpointing: bool = False
 
     def __post_init__(self):
         # Checked here, before any model is loaded or directory written: a run that cannot
@@ -81,6 +87,18 @@ class FinetuneResult:
     log: list[dict[str, Any]] = field(default_factory=list)
     samples_per_second: float | None = None  # Trainer's train_samples_per_second, over all processes
     processes: int = 1
+    tokens: int = 0  # prompt + completion tokens of the records (one epoch)
+    shared_prefix_tokens: int = 0  # tokens the shared-prefix forward pass skipped, over the whole run
+    epochs_run: float = 0.0
+
+    @property
+    def examples_per_second(self) -> float:
+        """Examples trained on per wall second, epochs included."""
+        return self.examples * self.epochs_run / self.seconds if self.seconds else 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens * self.epochs_run / self.seconds if self.seconds else 0.0
 
 
 def conversational_records(sft_rows: Sequence[Mapping[str, Any]], problems: Mapping[str, Mapping[str, Any]]) -> list[dict]:
@@ -143,6 +161,7 @@ def _sft_config(settings: FinetuneSettings, output_dir: Path, bf16: bool):
         max_length=settings.max_length,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        gradient_checkpointing=settings.gradient_checkpointing,
     )
 
 
@@ -153,6 +172,30 @@ def _lora_config(settings: FinetuneSettings):
 
     return LoraConfig(r=settings.lora_rank, lora_alpha=2 * settings.lora_rank, lora_dropout=0.0,
                       target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+def _trainer_class():
+    """TRL's SFTTrainer whose loss runs each batch's shared prompt prefix once (one process only:
+    under DDP the forward must go through the wrapper so gradients are synchronized)."""
+    from trl import SFTTrainer
+
+    from restem_assets.shared_prefix import prefix_shared_loss
+
+    class PrefixSharingSFTTrainer(SFTTrainer):
+        shared_prefix_tokens = 0
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if (not return_outputs and world_size() == 1 and not self.args.gradient_checkpointing
+                    and "labels" in inputs and "attention_mask" in inputs and "position_ids" not in inputs):
+                loss, n = prefix_shared_loss(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                                             num_items_in_batch)
+                if loss is not None:
+                    self.shared_prefix_tokens += n * (inputs["input_ids"].shape[0] - 1)
+                    return loss
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return PrefixSharingSFTTrainer
 
 
 def _loss_history(trainer) -> list[dict[str, Any]]:
@@ -184,11 +227,14 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(init_model, dtype=torch.bfloat16 if bf16 else torch.float32)
-        trainer = SFTTrainer(model=model, args=_sft_config(settings, work, bf16), train_dataset=Dataset.from_list(records),
-                             processing_class=tokenizer, peft_config=_lora_config(settings), callbacks=list(callbacks))
+        trainer_class = _trainer_class() if settings.prefix_sharing else SFTTrainer
+        trainer = trainer_class(model=model, args=_sft_config(settings, work, bf16),
+                                train_dataset=Dataset.from_list(records), processing_class=tokenizer,
+                                peft_config=_lora_config(settings), callbacks=list(callbacks))
         # completion tokens the loss is computed on (+1: the end-of-turn token each completion ends with)
         completion_tokens = sum(len(tokenizer(r["completion"][0]["content"], add_special_tokens=False)["input_ids"]) + 1
                                 for r in records)
+        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
         t0 = time.perf_counter()
         metrics = getattr(trainer.train(), "metrics", None) or {}
         seconds = time.perf_counter() - t0
@@ -209,6 +255,8 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
             examples=len(records), completion_tokens=completion_tokens, steps=trainer.state.global_step,
             seconds=seconds, final_loss=history[-1]["loss"] if history else None, log=history,
             samples_per_second=metrics.get("train_samples_per_second"), processes=world_size(),
+            tokens=tokens, shared_prefix_tokens=getattr(trainer, "shared_prefix_tokens", 0),
+            epochs_run=float(trainer.state.epoch or 0.0),
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

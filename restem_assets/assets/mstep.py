@@ -80,7 +80,8 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     records = conversational_records(rows, problems_by_id)
     settings = FinetuneSettings(method=rest.finetune_method, learning_rate=rest.learning_rate, epochs=rest.epochs,
                                 batch_size=rest.batch_size, max_steps=rest.finetune_max_steps,
-                                lora_rank=rest.lora_rank, seed=rest.seed + iteration)
+                                lora_rank=rest.lora_rank, seed=rest.seed + iteration,
+                                prefix_sharing=rest.finetune_prefix_sharing)
     version = context.run.run_id.split("-")[0]
     target = f"{store.table_dir('models', iteration)}/version={version}"
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
@@ -109,6 +110,9 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
             "launcher": rest.finetune_launcher,
             "processes": result.processes,
             "samples_per_second": result.samples_per_second or 0.0,
+            "examples_per_second": round(result.examples_per_second, 3),
+            "tokens_per_second": round(result.tokens_per_second, 1),
+            "shared_prefix_tokens": result.shared_prefix_tokens,
             **{f"pipes/{k}": v for k, v in pipes_metadata.items()},
         }
     )

@@ -4,6 +4,11 @@
 This loop prefills each prompt once, repeats its KV cache K times, drops rows from
 the batch (and the cache) as soon as they end, and refills the freed slots with
 new prompts, so the batch stays full until the last prompts.
+
+Prompts of one task share most of their tokens (system message, worked exemplar:
+108 of ~121 tokens for chain sums), so the common token prefix of a request is
+prefilled once and its KV cache copied into every admitted row; each prompt then
+prefills only its own suffix.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import torch
 
 from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, stop_token_ids
 from restem_assets.generation.dtype import pick_dtype
+from restem_assets.shared_prefix import MIN_SHARED_PREFIX, shared_prefix_length
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +77,12 @@ class TransformersEngine:
     name = "transformers"
 
     def __init__(self, model_path: str, batch_size: int = 64, dtype: str = "auto", device: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, prefix_sharing: bool = True):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_path = model_path
         self.batch_size = max(1, int(batch_size))
+        self.prefix_sharing = prefix_sharing
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cpu":
             torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -87,7 +94,8 @@ class TransformersEngine:
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
         self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model.generation_config, "eos_token_id", None))
         self._enders: dict[tuple[str, ...], frozenset[int]] = {}
-        log.info("transformers engine: %s on %s in %s, batch %d", model_path, self.device, self.dtype, self.batch_size)
+        log.info("transformers engine: %s on %s in %s, batch %d, prefix sharing %s", model_path, self.device,
+                 self.dtype, self.batch_size, prefix_sharing)
 
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -145,6 +153,10 @@ class _ContinuousBatch:
         self.stop_strings = params.stop
         self.string_enders = engine.tokens_ending(params.stop) if params.stop else frozenset()
         self.tail = max((len(s) for s in params.stop), default=0) + 2  # tokens of text to decode per check
+        self.ids = engine.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        shared = shared_prefix_length(self.ids) if engine.prefix_sharing else 0
+        self.prefix_len = shared if shared >= MIN_SHARED_PREFIX else 0
+        self.prefix_cache = self._prefill_prefix() if self.prefix_len else None
 
     def run(self) -> Iterator[list[Completion]]:
         self._admit()
@@ -158,6 +170,25 @@ class _ContinuousBatch:
                     self.progress(self.done_prompts, len(self.texts))
 
     @torch.inference_mode()
+    def _prefill_prefix(self):
+        """The KV cache of the prompts' common prefix, computed once for the whole request."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        ids = torch.tensor([self.ids[0][: self.prefix_len]], device=self.e.device)
+        self.e.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return cache
+
+    def _prefix_for(self, rows: int):
+        """A fresh cache holding the shared prefix for `rows` rows (later steps append to it in place)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for i, layer in enumerate(self.prefix_cache.layers):
+            cache.update(layer.keys.expand(rows, -1, -1, -1).clone(), layer.values.expand(rows, -1, -1, -1).clone(), i)
+        return cache
+
+    @torch.inference_mode()
     def _admit(self) -> None:
         """Prefill as many new prompts as there are free slots for K rows each."""
         free = (self.capacity - len(self.rows)) // self.k
@@ -168,13 +199,20 @@ class _ContinuousBatch:
 
         self.next_prompt = batch[-1] + 1
         e = self.e
-        enc = e.tokenizer([self.texts[i] for i in batch], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(e.device)
-        mask = enc["attention_mask"]
+        # left-pad each prompt's own tokens (after the shared prefix) to the batch's longest
+        own = [self.ids[i][self.prefix_len:] for i in batch]
+        width = max(len(t) for t in own)
+        pad = e.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in own], device=e.device)
+        mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in own], device=e.device)
+        if self.prefix_len:
+            cache = self._prefix_for(len(batch))
+            mask = torch.cat([mask.new_ones(len(batch), self.prefix_len), mask], dim=1)
+        else:
+            cache = DynamicCache()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        out = e.model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=positions, past_key_values=cache,
-                      use_cache=True, logits_to_keep=1)
+        out = e.model(input_ids=input_ids, attention_mask=mask, position_ids=positions[:, self.prefix_len:],
+                      past_key_values=cache, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1, :]
         if self.k > 1:
             cache.batch_repeat_interleave(self.k)
