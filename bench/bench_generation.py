@@ -56,11 +56,21 @@ def naive(model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict
     return {"seconds": time.perf_counter() - t0, "tokens": tokens, "samples": samples}
 
 
-def engine_run(kind: str, model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict:
+# bench name -> (engine kind, options): today's defaults, and the configurations they are measured against
+CONFIGS = {
+    "transformers": ("transformers", {}),
+    "transformers-baseline": ("transformers", {"prefix_sharing": False}),  # before prefix sharing
+    "vllm": ("vllm", {}),
+    "vllm-eager": ("vllm", {"enforce_eager": True}),  # no torch.compile: faster start, slower steps?
+}
+
+
+def engine_run(name: str, model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict:
     from restem_assets.generation import SamplingParams, make_engine
 
+    kind, options = CONFIGS[name]
     t0 = time.perf_counter()
-    eng = make_engine(kind, model_path)
+    eng = make_engine(kind, model_path, **options)
     params = SamplingParams(n=k, temperature=0.7, top_k=40, max_new_tokens=max_new_tokens, seed=seed)
     try:
         prompts = [eng.render_prompt(m) for m in msgs]
@@ -89,7 +99,7 @@ def main(argv=None) -> dict:
     msgs = prompts(args.prompts)
     results = {}
     for name in args.engines.split(","):
-        if name == "vllm" and not vllm_available():
+        if name.startswith("vllm") and not vllm_available():
             results[name] = {"skipped": "vllm does not import here"}
             continue
         run = naive if name == "naive" else (lambda *a, _n=name: engine_run(_n, *a))

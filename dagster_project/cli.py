@@ -111,6 +111,14 @@ def _driving(args: argparse.Namespace):
         yield settings, defs, instance
 
 
+def _engine_summary() -> None:
+    """How many generation engines this run started, and how many policies were swapped into a running one."""
+    from restem_assets.generation.engine_pool import POOL
+
+    print(f"    engines started: {POOL.starts}, policy weights swapped into a running engine: {POOL.swaps}", flush=True)
+    POOL.close()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster_project.loop_state import Step, next_step, read_loop_state
 
@@ -135,6 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             assert isinstance(step, Step)
             _execute(defs, instance, step.job, step.partition, step.assets)
         _execute(defs, instance, "report_progress", None)
+        _engine_summary()
     report = Path(root) / "reports" / "progress.md"
     if report.exists():
         print("\n" + report.read_text())

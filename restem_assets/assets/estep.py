@@ -10,6 +10,7 @@ from restem_assets.assets.partitions import iteration_partitions, previous_polic
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
 from restem_assets.assets.policy import POLICY_KEY, require_policy
+from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.sampling import SamplingStats, sample_rows
 from restem_assets.rewards import RewardStats, accumulate, score_samples
 from restem_assets.rewards.audit import audit_rows
@@ -42,11 +43,13 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
         context.log.info("iteration %d: sampling %d x %d from %s (%s)%s", iteration, len(train), params.n,
                          policy.policy_id, policy.path, f"; {len(done)} samples kept from an interrupted run" if done else "")
         if len(done) < len(train) * params.n:
-            with engine.open(policy.path) as eng:
+            expected = expected_tokens((len(train) * params.n - len(done)), params.max_new_tokens)
+            with engine.open(policy.path, expected) as eng:
+                engine_name = eng.name
                 stats = sample_rows(eng, train, params, policy, staging,
                                     progress_logger(context, f"samples[{iteration}]"), done=done)
         else:  # every sample was finished before the interruption: no engine needed
-            stats = SamplingStats(resumed=len(done))
+            stats, engine_name = SamplingStats(resumed=len(done)), "none"
         rows = staging.publish()
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
@@ -58,7 +61,7 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
             "policy": policy.policy_id,
             "policy_version": policy.version,
             "policy_path": dg.MetadataValue.path(policy.path),
-            "engine": engine.resolved_kind(),
+            "engine": engine_name,
             "completion_tokens": stats.tokens,
             "truncated_share": stats.truncated / max(1, stats.samples),
             "tokens_per_second": round(stats.tokens_per_second, 1),

@@ -9,6 +9,7 @@ import dagster as dg
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
+from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.evaluation import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
 from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
@@ -43,7 +44,8 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
         if done:
             context.log.info("evaluation[%d]: %d completions kept from an interrupted run", iteration, len(done))
         needed = len(test) * (greedy.n + sampled.n)
-        with engine.open(policy.path) if len(done) < needed else contextlib.nullcontext() as eng:
+        expected = expected_tokens(needed - len(done), max(greedy.max_new_tokens, sampled.max_new_tokens))
+        with engine.open(policy.path, expected) if len(done) < needed else contextlib.nullcontext() as eng:
             rows, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, staging,
                                             progress=lambda mode: progress_logger(context, f"evaluation[{iteration}] {mode}"),
                                             done_rows=done)
@@ -95,7 +97,8 @@ def transfer_evaluation(context: dg.AssetExecutionContext, storage: StorageResou
             flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
         done = list(staging.rows(columns=SCORED_COLUMNS))
         needed = sum(len(p) for p in problems.values())
-        with engine.open(policy.path) if len(done) < needed else contextlib.nullcontext() as eng:
+        with engine.open(policy.path, expected_tokens(needed - len(done), params.max_new_tokens)) \
+                if len(done) < needed else contextlib.nullcontext() as eng:
             for name, bench in problems.items():
                 ids = {p["problem_id"] for p in bench}
                 scored = evaluate_greedy(eng, bench, params, policy, staging,

@@ -16,6 +16,7 @@ from restem_assets.atomic import is_local, upload_dir
 from restem_assets.distributed_finetune import LAUNCHERS, accelerate_command, read_result, worker_env, write_request
 from restem_assets.finetune import FinetuneResult, FinetuneSettings, conversational_records
 from restem_assets.finetune import finetune as run_finetune
+from restem_assets.generation.engine_pool import POOL
 from restem_assets.model_cache import resolve_model
 from restem_assets.policy import init_policy_iteration
 from restem_assets.schemas import FINETUNE_LOG
@@ -89,6 +90,7 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     local_init = resolve_model(init.path)
     pipes_metadata: dict = {}
     trainer = accelerate_trainer(context, rest, pipes_metadata) if rest.finetune_launcher == "accelerate" else run_finetune
+    POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
     with partition_lock(context, storage.root, f"iteration={iteration}"):
         result = _train(store, local_init, records, target, settings, trainer)
         store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)

@@ -19,7 +19,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from restem_assets.generation import SamplingParams, make_engine, resolve_engine_kind
+from restem_assets.generation import SamplingParams, make_engine
+from restem_assets.generation.engine_pool import POOL, VLLM_BREAK_EVEN_TOKENS, choose_kind
 from restem_assets.model_cache import resolve_model
 from restem_assets.storage import DEFAULT_DATA_ROOT, ParquetStore
 from restem_assets.tasks.spec import TaskSpec
@@ -132,7 +133,12 @@ class ReSTResource(dg.ConfigurableResource):
 
 
 class EngineResource(dg.ConfigurableResource):
-    """Which generation engine samples: "auto" (vLLM where it imports), "transformers" or "vllm".
+    """Which generation engine samples: "auto", "transformers" or "vllm".
+
+    "auto" is vLLM where it imports and the stage's expected work repays its start-up
+    (`auto_vllm_min_tokens`), or when a vLLM engine is already running in this process;
+    the transformers engine otherwise. With `reuse`, one engine serves every stage of a
+    run: a later policy's weights are loaded into it instead of starting a new one.
 
     vLLM settings apply to the vllm engine only: on CPU hosts its KV cache is
     `vllm_cpu_kv_cache_gib` of RAM; on GPUs `gpu_memory_utilization` and
@@ -145,6 +151,11 @@ class EngineResource(dg.ConfigurableResource):
     kind: str = "auto"
     batch_size: int = 64
     prefix_sharing: bool = Field(True, description="transformers engine: prefill the prompts' common prefix once")
+    auto_vllm_min_tokens: int = Field(VLLM_BREAK_EVEN_TOKENS, description="kind 'auto': a stage expected to "
+                                      "generate fewer tokens runs on the transformers engine unless vLLM is already "
+                                      "running (its start-up would not pay off)")
+    reuse: bool = Field(True, description="keep one engine for the stages of a run and swap each policy's weights "
+                        "into it (restem_assets/generation/engine_pool.py); False: a new engine per stage")
     dtype: str = "auto"
     seed: int = 0
     tensor_parallel_size: int = 1
@@ -161,18 +172,23 @@ class EngineResource(dg.ConfigurableResource):
     ray_shard_prompts: int = Field(0, description="prompts per shard (0: about 4 shards per replica, at most 256)")
     ray_max_shard_retries: int = Field(3, description="times a shard is re-submitted after its replica died")
 
-    def resolved_kind(self) -> str:
-        kind = resolve_engine_kind(self.kind)
+    def resolved_kind(self, expected_tokens: int | None = None) -> str:
+        """The engine a stage with `expected_tokens` to generate gets (see `open`)."""
+        kind = choose_kind(self.kind, expected_tokens, POOL.live_kind() if self.reuse else None,
+                           self.auto_vllm_min_tokens)
         return f"{kind}+ray" if self.ray_replicas > 0 else kind
 
     @contextmanager
-    def open(self, model: str):
-        """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit."""
+    def open(self, model: str, expected_tokens: int | None = None):
+        """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit, or
+        with `reuse` kept for the next stage. `kind="auto"`: vLLM where it imports and the stage's
+        `expected_tokens` repay its start-up (or it is already running), transformers otherwise."""
         if self.ray_replicas < 0:
             raise ValueError(f"engine.ray_replicas must be >= 0 (0: no Ray), got {self.ray_replicas}")
         model_path = resolve_model(model)
         options: dict[str, Any] = {"dtype": self.dtype}
-        kind = resolve_engine_kind(self.kind)
+        kind = choose_kind(self.kind, expected_tokens, POOL.live_kind() if self.reuse else None,
+                           self.auto_vllm_min_tokens)
         if kind == "transformers":
             options.update(batch_size=self.batch_size, prefix_sharing=self.prefix_sharing)
         else:
@@ -187,6 +203,14 @@ class EngineResource(dg.ConfigurableResource):
                            max_shard_retries=self.ray_max_shard_retries,
                            model_url=model if "://" in str(model) else None)
             kind = "ray"
+        if self.reuse and kind != "ray":
+            engine = POOL.acquire(kind, options, model_path)
+            try:
+                yield engine
+            except BaseException:  # an engine that failed mid-request is not handed out again
+                POOL.close()
+                raise
+            return
         engine = make_engine(kind, model_path, **options)
         try:
             yield engine

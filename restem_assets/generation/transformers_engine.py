@@ -100,6 +100,14 @@ class TransformersEngine:
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def load_weights(self, model_path: str) -> None:
+        """Hold another model of the same architecture (a later policy): the engine pool's swap."""
+        from transformers import AutoModelForCausalLM
+
+        self.model = None
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
+        self.model_path = model_path
+
     def close(self) -> None:
         self.model = None
         if torch.cuda.is_available():

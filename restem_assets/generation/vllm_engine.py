@@ -104,6 +104,17 @@ class VLLMEngine:
         return VLLMWorkerError(f"{what}; its last log lines:\n{tail}")
 
     # -- GenerationEngine ------------------------------------------------------------------------
+    def load_weights(self, model_path: str) -> None:
+        """Load another model of the same architecture (a later policy) into the running engine:
+        about a second, against 35-135 s for a new engine on CPU. The prefix cache is reset with it."""
+        if self._proc.poll() is not None:
+            raise VLLMWorkerError("the vLLM engine is closed")
+        t0 = time.perf_counter()
+        self._send({"cmd": "load", "model": model_path})
+        self._expect("loaded", timeout_s=600)
+        self.model_path = model_path
+        log.info("vllm engine: weights of %s loaded in %.1f s", model_path, time.perf_counter() - t0)
+
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 

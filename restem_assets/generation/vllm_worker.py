@@ -13,6 +13,8 @@ Protocol (one JSON object per line):
   -> {"cmd": "generate", "prompts": [[token ids], ...], "params": {...}}
   <- {"event": "completions", "items": [[prompt_index, sample_idx, text, n_tokens, finish_reason], ...]} ...
   <- {"event": "done", "seconds": s}
+  -> {"cmd": "load", "model": path}      (another policy's weights, same architecture, in place)
+  <- {"event": "loaded", "seconds": s}
   -> {"cmd": "shutdown"}
 Any failure answers {"event": "error", "message": traceback} and the process exits.
 """
@@ -50,6 +52,15 @@ class Worker:
         self.per_request_seed = not current_platform.is_cpu()
         self.send("ready", platform=str(current_platform.device_type), load_seconds=time.perf_counter() - t0)
 
+    def load(self, model: str) -> None:
+        """Swap in the weights of `model` (same architecture) and drop every prefix-cache block
+        computed with the old ones."""
+        t0 = time.perf_counter()
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": model, "is_checkpoint_format": True})
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM could not reset its prefix cache after loading new weights")
+        self.send("loaded", seconds=time.perf_counter() - t0)
+
     def generate(self, prompts: list[list[int]], params: dict) -> None:
         """Run every prompt through the engine's step loop, streaming prompts back as they finish."""
         from vllm import SamplingParams
@@ -58,6 +69,12 @@ class Worker:
 
         engine = self.llm.llm_engine
         t0 = time.perf_counter()
+        if not self.per_request_seed:
+            # The CPU sampler draws from torch's global generator: seed it per request batch, so what a
+            # call samples depends on its own seed, not on what the (reused) engine ran before.
+            import torch
+
+            torch.manual_seed(int(params["seed"]))
         n = int(params["n"])
         stop_ids = set(params.get("stop_token_ids") or ())
         common = dict(max_tokens=int(params["max_tokens"]), stop_token_ids=sorted(stop_ids) or None,
@@ -120,6 +137,8 @@ def main() -> int:
             cmd = msg.get("cmd")
             if cmd == "init":
                 worker.init(msg["model"], msg.get("llm", {}))
+            elif cmd == "load":
+                worker.load(msg["model"])
             elif cmd == "generate":
                 worker.generate(msg["prompts"], msg["params"])
             elif cmd == "shutdown":
