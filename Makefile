@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup system model demo demo-code estep ui test test-fast bench clean
+.PHONY: setup system model demo demo-code estep ui test test-fast bench gpu-tokenizer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ test-fast: setup
 
 bench: model
 	$(BIN)/python -m bench
+
+# The embedded model's tokenizer for bench/gpu.sh (the device machine has no model cache; carry bench/gpu_tokenizer).
+gpu-tokenizer: model
+	mkdir -p bench/gpu_tokenizer
+	cp "$$($(BIN)/python -c 'from restem_assets.model_cache import ensure_default_model as m; print(m())')"/{tokenizer.json,tokenizer_config.json,chat_template.jinja} bench/gpu_tokenizer/
 
 clean:
 	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \

@@ -80,9 +80,17 @@ def engine_run(name: str, model_path: str, msgs, k: int, max_new_tokens: int, se
         t0 = time.perf_counter()
         comps = [c for chunk in eng.generate(prompts, params) for c in chunk]
         seconds = time.perf_counter() - t0
+        swap = None
+        if hasattr(eng, "load_weights"):  # what the engine pool pays per later policy instead of a start-up
+            t0 = time.perf_counter()
+            eng.load_weights(model_path)
+            swap = time.perf_counter() - t0
     finally:
         eng.close()
-    return {"seconds": seconds, "tokens": sum(c.n_tokens for c in comps), "samples": len(comps), "startup_s": startup}
+    out = {"seconds": seconds, "tokens": sum(c.n_tokens for c in comps), "samples": len(comps), "startup_s": startup}
+    if swap is not None:
+        out["swap_s"] = swap
+    return out
 
 
 def main(argv=None) -> dict:
@@ -90,7 +98,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--engines", default="naive,transformers,vllm")
+    ap.add_argument("--engines", default="naive,transformers-baseline,transformers,vllm-eager,vllm")
     args = ap.parse_args(argv)
     from restem_assets.generation import vllm_available
     from restem_assets.model_cache import ensure_default_model

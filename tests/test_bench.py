@@ -34,3 +34,36 @@ def test_quick_suite_writes_report(tmp_path):
     assert data["benchmarks"]["reward"]["result"]["numeric"]["correct"] == 100  # half of 200 are right
     assert not (PROJECT / "bench" / "results" / "all.json").exists() or \
         json.loads((PROJECT / "bench" / "results" / "all.json").read_text()).get("mode") != "quick"
+
+
+@pytest.mark.slow
+def test_gpu_bench_script_runs_on_cpu_with_a_tiny_shape(tmp_path, model_path):
+    """bench/bench_gpu.py (what bench/gpu.sh runs on the device machine) end to end on CPU with a tiny random
+    model: both generation configs produce tokens, and the shared-prefix loss starts where the plain loss does."""
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run([sys.executable, "bench/bench_gpu.py", "--tokenizer", model_path, "--shape", "tiny",
+                           "--device", "cpu", "--prompts", "4", "--k", "2", "--max-new-tokens", "8",
+                           "--train-steps", "2", "--train-batch", "4", "--out", str(out)],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert all(r["tokens"] > 0 for r in data["generation"].values())
+    base, shared = data["training"]["baseline"]["losses"], data["training"]["prefix_sharing"]["losses"]
+    assert shared[0] == pytest.approx(base[0], rel=1e-4) and shared[-1] == pytest.approx(base[-1], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_compute_and_finetune_benchmarks_report_the_speed_targets(tmp_path):
+    """The compute-bound and fine-tune benchmarks (quick sizes) land in the report with their targets."""
+    env = dict(os.environ, RESTEM_BENCH_RESULTS=str(tmp_path / "results"))
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "compute,finetune", "--out", str(out)],
+                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = out.read_text()
+    assert "## Compute bound" in report and "## M-step (fine-tune) speed" in report
+    assert "fine-tune ≥ 3× baseline examples/s" in report
+    data = json.loads((tmp_path / "results" / "all.json").read_text())["benchmarks"]
+    assert data["compute"]["result"]["dtypes"]["fp32"]["flops"] > 1e9
+    ft = data["finetune"]["result"]
+    assert ft["loss_ratio"] == pytest.approx(1.0, abs=0.02)  # the same training, computed faster

@@ -1,0 +1,79 @@
+"""M-step speed: restem's fine-tune against the same TRL fine-tune with yesterday's settings, same data.
+
+baseline: TRL's SFTTrainer as configured before (padded batches, activation recomputation on,
+every example's whole prompt through the model); restem: the batch's shared prompt prefix
+run once (restem_assets/shared_prefix.py), no recomputation. Same records, seed, epochs and
+learning rate; reports examples/s, tokens/s, the final loss of each, and training FLOP/s
+(6 x parameters x tokens/s) against the machine's bound (bench_compute).
+
+    python -m bench.bench_finetune [--examples 48] [--epochs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench.results import write_result
+
+CONFIGS = {
+    "baseline": {"prefix_sharing": False, "gradient_checkpointing": True},
+    "restem": {"prefix_sharing": True, "gradient_checkpointing": False},
+}
+
+
+def chain_sum_records(n: int) -> list[dict]:
+    """SFT records in the demo's exact form: its prompts and correct answers in the taught format."""
+    from restem_assets.prompts import build_messages
+    from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
+    from restem_assets.tasks.spec import TaskSpec
+
+    rows = [r for r in reasoning_gym_problems(TaskSpec(train_size=n, test_size=1, seed=5)) if r["split"] == "train"]
+    records = []
+    for r in rows[:n]:
+        expression = r["question"].rsplit(":", 1)[-1].strip().rstrip("=").strip()
+        answer = f"{expression} = {r['answer']}\nAnswer: {r['answer']}"
+        records.append({"prompt": build_messages(r), "completion": [{"role": "assistant", "content": answer}]})
+    return records
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--examples", type=int, default=48)
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--configs", default="baseline,restem")
+    args = ap.parse_args(argv)
+    from bench.bench_compute import model_parameters
+    from restem_assets.finetune import FinetuneSettings, finetune
+    from restem_assets.model_cache import ensure_default_model
+
+    model = str(ensure_default_model())
+    records = chain_sum_records(args.examples)
+    params = model_parameters()
+    results = {}
+    for name in args.configs.split(","):
+        work = Path(tempfile.mkdtemp(prefix="restem-bench-ft-"))
+        try:
+            r = finetune(model, records, work / "model", FinetuneSettings(epochs=args.epochs, **CONFIGS[name]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        results[name] = {"seconds": r.seconds, "steps": r.steps, "examples_per_s": r.examples_per_second,
+                         "tokens_per_s": r.tokens_per_second, "final_loss": r.final_loss,
+                         "train_flops_per_s": 6 * params * r.tokens_per_second,
+                         "shared_prefix_tokens": r.shared_prefix_tokens, **CONFIGS[name]}
+        print(f"{name:<10} {r.seconds:6.1f} s  {r.examples_per_second:5.2f} examples/s  {r.tokens_per_second:6.1f} tok/s"
+              f"  final loss {r.final_loss:.4f}", flush=True)
+    out = {"args": vars(args), "parameters": params, "results": results}
+    if {"baseline", "restem"} <= results.keys():
+        b, n = results["baseline"], results["restem"]
+        out["speedup"] = n["examples_per_s"] / b["examples_per_s"]
+        out["loss_ratio"] = n["final_loss"] / b["final_loss"]
+        print(f"restem / baseline: {out['speedup']:.2f}x examples/s, final loss ratio {out['loss_ratio']:.4f}")
+    write_result("finetune", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
