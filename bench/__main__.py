@@ -101,7 +101,8 @@ def render(all_results: dict) -> str:
     m = all_results["machine"]
     b = all_results["benchmarks"]
     out = ["# Benchmark results", "",
-           f"Measured {all_results['date']} with `python -m bench` ({all_results['mode']} run), every figure in the same run.", "",
+           f"Measured {all_results['date']} with `python -m bench` ({all_results['mode']} run). Every ratio compares "
+           "figures of one benchmark's run; benchmarks re-run alone (`--only`) carry their own date below.", "",
            f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB RAM, GPU: {m['gpu']}. "
            f"Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", ""]
     targets = []
@@ -212,6 +213,7 @@ def render(all_results: dict) -> str:
         out += ["No GPU on this machine, so no GPU figures in this run.", ""]
     out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     out += [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, v, ok in targets]
+    out += ["", "Dates: " + ", ".join(f"{k} {v.get('date', all_results['date'])}" for k, v in b.items())]
     failed = [k for k, v in b.items() if "error" in v]
     if failed:
         out += ["", "Failed benchmarks: " + ", ".join(failed)]
@@ -230,8 +232,20 @@ def main(argv=None) -> int:
         return 0
     plan = QUICK if args.quick else FULL
     names = args.only.split(",") if args.only else list(plan)
+    unknown = sorted(set(names) - set(plan))
+    if unknown:
+        ap.error(f"unknown benchmarks {unknown}; known: {', '.join(plan)}")
     all_results = {"date": time.strftime("%Y-%m-%d"), "mode": "quick" if args.quick else "full",
-                   "machine": machine(), "benchmarks": {n: run(n, plan[n]) for n in names}}
+                   "machine": machine(), "benchmarks": {}}
+    previous = results_dir() / "all.json"
+    if args.only and previous.exists():  # a partial run updates those benchmarks of the last full report
+        old = json.loads(previous.read_text())
+        if old.get("mode") == all_results["mode"] and old.get("machine", {}).get("cpu") == all_results["machine"]["cpu"]:
+            for name, value in old["benchmarks"].items():
+                value.setdefault("date", old.get("date"))
+                all_results["benchmarks"][name] = value
+    for n in names:
+        all_results["benchmarks"][n] = {**run(n, plan[n]), "date": all_results["date"]}
     (results_dir() / "all.json").write_text(json.dumps(all_results, indent=2))
     Path(args.out).write_text(render(all_results))
     print(Path(args.out).read_text())

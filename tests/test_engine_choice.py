@@ -1,0 +1,32 @@
+"""What `auto` means for one stage: start vLLM only when the work repays its start-up."""
+
+from restem_assets.generation.engine_pool import VLLM_BREAK_EVEN_TOKENS, EnginePool, choose_kind, expected_tokens
+
+
+def test_auto_starts_vllm_only_for_work_that_repays_its_start_up():
+    small, large = VLLM_BREAK_EVEN_TOKENS - 1, VLLM_BREAK_EVEN_TOKENS
+    assert choose_kind("auto", small, live=None, have_vllm=True) == "transformers"
+    assert choose_kind("auto", large, live=None, have_vllm=True) == "vllm"
+    assert choose_kind("auto", small, live="vllm", have_vllm=True) == "vllm"  # already paid for: keep using it
+    assert choose_kind("auto", None, live=None, have_vllm=True) == "vllm"  # unknown work: the faster engine
+    assert choose_kind("auto", large, live=None, have_vllm=False) == "transformers"
+    assert choose_kind("auto", 10, live=None, break_even=5, have_vllm=True) == "vllm"
+    for named in ("transformers", "vllm", "ray"):
+        assert choose_kind(named, 0, live=None, have_vllm=False) == named
+
+
+def test_expected_tokens_of_the_demo_stages():
+    """The default profile's E-step (256 x 8, 96 tokens) starts vLLM; its base evaluation (128 greedy +
+    128 x 4 sampled) and every tiny/ci stage stay on the transformers engine."""
+    assert expected_tokens(256 * 8, 96) >= VLLM_BREAK_EVEN_TOKENS
+    assert expected_tokens(128 * 5, 96) < VLLM_BREAK_EVEN_TOKENS
+    assert expected_tokens(48 * 4, 48) < VLLM_BREAK_EVEN_TOKENS
+    assert expected_tokens(0, 96) == 0
+
+
+def test_an_empty_pool_has_nothing_to_give_back():
+    pool = EnginePool()
+    assert pool.live_kind() is None
+    pool.before_finetune()
+    pool.close()
+    assert (pool.starts, pool.swaps) == (0, 0)
