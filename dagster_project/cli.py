@@ -111,12 +111,24 @@ def _driving(args: argparse.Namespace):
         yield settings, defs, instance
 
 
+def _plan_engine_work(defs, iterations: int) -> None:
+    """Tell the engine pool how many tokens this run expects to generate (every iteration's E-step and
+    evaluation, plus the base evaluation), so `auto` weighs one start-up against the whole run."""
+    from restem_assets.generation.engine_pool import POOL, expected_tokens
+
+    rest, task = defs.resources["rest"], defs.resources["task"]
+    per_eval = expected_tokens((task.test_size or 0) * (1 + rest.eval_samples), rest.eval_max_new_tokens)
+    per_estep = expected_tokens((task.train_size or 0) * rest.samples_per_problem, rest.max_new_tokens)
+    POOL.planned_tokens = iterations * per_estep + (iterations + 1) * per_eval
+
+
 def _engine_summary() -> None:
     """How many generation engines this run started, and how many policies were swapped into a running one."""
     from restem_assets.generation.engine_pool import POOL
 
     print(f"    engines started: {POOL.starts}, policy weights swapped into a running engine: {POOL.swaps}", flush=True)
     POOL.close()
+    POOL.planned_tokens = 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -125,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _driving(args) as (settings, defs, instance):
         root = defs.resources["storage"].root
         graph = defs.resolve_asset_graph()
+        _plan_engine_work(defs, args.iterations)
         if args.force or args.from_iteration is not None:
             first = 0 if args.force else args.from_iteration
             if first <= 0:

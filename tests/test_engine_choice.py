@@ -30,3 +30,12 @@ def test_an_empty_pool_has_nothing_to_give_back():
     pool.before_finetune()
     pool.close()
     assert (pool.starts, pool.swaps) == (0, 0)
+
+
+def test_a_run_whose_work_repays_the_start_up_uses_vllm_from_its_first_stage():
+    """The driver plans the whole run: a small first stage (the base evaluation) still gets vLLM when the
+    run's E-steps will start it anyway, since one engine then serves every stage."""
+    small = VLLM_BREAK_EVEN_TOKENS // 2
+    assert choose_kind("auto", small, live=None, have_vllm=True, planned=0) == "transformers"
+    assert choose_kind("auto", small, live=None, have_vllm=True, planned=3 * VLLM_BREAK_EVEN_TOKENS) == "vllm"
+    assert choose_kind("auto", small, live=None, have_vllm=True, planned=small) == "transformers"

@@ -175,7 +175,7 @@ class EngineResource(dg.ConfigurableResource):
     def resolved_kind(self, expected_tokens: int | None = None) -> str:
         """The engine a stage with `expected_tokens` to generate gets (see `open`)."""
         kind = choose_kind(self.kind, expected_tokens, POOL.live_kind() if self.reuse else None,
-                           self.auto_vllm_min_tokens)
+                           self.auto_vllm_min_tokens, planned=POOL.planned_tokens if self.reuse else 0)
         return f"{kind}+ray" if self.ray_replicas > 0 else kind
 
     @contextmanager
@@ -188,7 +188,7 @@ class EngineResource(dg.ConfigurableResource):
         model_path = resolve_model(model)
         options: dict[str, Any] = {"dtype": self.dtype}
         kind = choose_kind(self.kind, expected_tokens, POOL.live_kind() if self.reuse else None,
-                           self.auto_vllm_min_tokens)
+                           self.auto_vllm_min_tokens, planned=POOL.planned_tokens if self.reuse else 0)
         if kind == "transformers":
             options.update(batch_size=self.batch_size, prefix_sharing=self.prefix_sharing)
         else:

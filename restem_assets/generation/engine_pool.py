@@ -50,6 +50,9 @@ class EnginePool:
         self._lock = threading.Lock()
         self.starts = 0  # engines started by this pool (the figure the bench and the tests check)
         self.swaps = 0  # weight swaps into a running engine
+        # tokens the whole run is expected to generate (set by the `restem run` driver): one engine serves
+        # every stage, so its start-up is weighed against the run's work, not one stage's
+        self.planned_tokens = 0
 
     def acquire(self, kind: str, options: Mapping[str, Any], model_path: str) -> GenerationEngine:
         """An engine of `kind` with `options`, holding `model_path`'s weights."""
@@ -103,15 +106,16 @@ def expected_tokens(requests: int, max_new_tokens: int) -> int:
 
 
 def choose_kind(kind: str, tokens: int | None, live: str | None,
-                break_even: int = VLLM_BREAK_EVEN_TOKENS, have_vllm: bool | None = None) -> str:
+                break_even: int = VLLM_BREAK_EVEN_TOKENS, have_vllm: bool | None = None, planned: int = 0) -> str:
     """What `auto` means for one stage: the vLLM engine already running in this process, else vLLM
-    when the stage's expected tokens repay its start-up, else transformers. Named kinds pass through."""
+    when the work it will serve (this stage's expected tokens, or the run's `planned` tokens when the
+    engine is kept for the whole run) repays its start-up, else transformers. Named kinds pass through."""
     if kind != "auto":
         return kind
     have_vllm = vllm_available() if have_vllm is None else have_vllm
     if not have_vllm:
         return "transformers"
-    if live == "vllm" or tokens is None or tokens >= break_even:
+    if live == "vllm" or tokens is None or max(tokens, planned) >= break_even:
         return "vllm"
     return "transformers"
 
