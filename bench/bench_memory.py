@@ -63,7 +63,7 @@ class CannedEngine:
 
 class CannedEngineResource(EngineResource):
     @contextmanager
-    def open(self, model: str):
+    def open(self, model: str, expected_tokens: int | None = None):
         yield CannedEngine()
 
 

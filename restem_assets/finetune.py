@@ -198,6 +198,13 @@ def _trainer_class():
     return PrefixSharingSFTTrainer
 
 
+def _dataset_tokens(dataset) -> int:
+    """Prompt + completion tokens of the tokenized training set (0 if the trainer has none to show)."""
+    if dataset is None or "input_ids" not in getattr(dataset, "column_names", ()):
+        return 0
+    return sum(len(ids) for ids in dataset["input_ids"])
+
+
 def _loss_history(trainer) -> list[dict[str, Any]]:
     return [
         {"step": h["step"], "epoch": float(h.get("epoch", 0.0)), "loss": float(h["loss"]),
@@ -234,7 +241,7 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
         # completion tokens the loss is computed on (+1: the end-of-turn token each completion ends with)
         completion_tokens = sum(len(tokenizer(r["completion"][0]["content"], add_special_tokens=False)["input_ids"]) + 1
                                 for r in records)
-        tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+        tokens = _dataset_tokens(getattr(trainer, "train_dataset", None))
         t0 = time.perf_counter()
         metrics = getattr(trainer.train(), "metrics", None) or {}
         seconds = time.perf_counter() - t0
