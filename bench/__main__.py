@@ -141,7 +141,7 @@ def render(all_results: dict) -> str:
         if bound and rates:
             best = max(rates, key=rates.get)
             share = rates[best] / bound
-            targets.append(("best engine ≥ 25% of the compute bound", f"{best}: {100 * share:.0f}%", share >= 0.25))
+            targets.append(("best engine ≥ 25% of the compute bound", f"{best}: {100 * share:.1f}%", share >= 0.25))
     f = b.get("finetune", {}).get("result")
     if f:
         fr = f["results"]
