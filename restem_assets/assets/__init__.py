@@ -19,3 +19,12 @@ ALL_ASSETS = [
     evaluation.transfer_evaluation,
     progress.progress,
 ]
+
+
+def experiment_assets(experiment: str = "default") -> list:
+    """ALL_ASSETS as experiment `experiment` has them: unprefixed for `default`, else under the key prefix
+    `experiment/` (restem_assets/experiments.py, assets/namespace.py)."""
+    from restem_assets.assets.namespace import prefix_assets
+    from restem_assets.experiments import key_prefix
+
+    return prefix_assets(ALL_ASSETS, key_prefix(experiment))

@@ -6,6 +6,7 @@ import posixpath
 import dagster as dg
 import polars as pl
 
+from restem_assets.assets.namespace import key, prefix_of
 from restem_assets.assets.resources import StorageResource
 from restem_assets.assets.staleness import asset_graph, stale_materializations
 from restem_assets.atomic import write_bytes
@@ -14,11 +15,12 @@ from restem_assets.progress_report import progress_chart_png, progress_frame, pr
 TIMED_STAGES = ("samples", "rewards", "sft_set", "finetune", "evaluation")
 
 
-def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
+def stage_timings(instance: dg.DagsterInstance, prefix: tuple[str, ...] = ()) -> dict[int, dict[str, float]]:
     """Latest wall_seconds per stage and iteration, from the materializations' metadata."""
     out: dict[int, dict[str, float]] = {}
     for stage in TIMED_STAGES:
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage)), limit=1000).records
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(stage, prefix)),
+                                                  limit=1000).records
         for rec in sorted(records, key=lambda r: r.storage_id):  # later records overwrite earlier ones
             mat = rec.asset_materialization
             if mat is None or mat.partition is None or "wall_seconds" not in mat.metadata:
@@ -27,10 +29,11 @@ def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
     return out
 
 
-def stale_rows(instance: dg.DagsterInstance, iterations: list[int]) -> dict[int, str]:
+def stale_rows(instance: dg.DagsterInstance, iterations: list[int], prefix: tuple[str, ...] = ()) -> dict[int, str]:
     """Iteration -> why its row is stale: any of its stages (or its evaluation) is."""
     out: dict[int, str] = {}
-    for (name, i), why in sorted(stale_materializations(instance, asset_graph()).items(), key=lambda kv: kv[0][1]):
+    stale = stale_materializations(instance, asset_graph(prefix), prefix)
+    for (name, i), why in sorted(stale.items(), key=lambda kv: kv[0][1]):
         if i in iterations:
             out.setdefault(i, f"{name}[{i}] is stale: {why}")
     return out
