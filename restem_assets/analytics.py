@@ -332,10 +332,11 @@ def _unreadable_files(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> list
 
 
 def run_query(
-    root: str, name: str, *, storage_options: Mapping[str, Any] | None = None, **params: Any
+    root: str, name: str, *, storage_options: Mapping[str, Any] | None = None,
+    experiment: str = DEFAULT_EXPERIMENT, **params: Any
 ) -> pl.DataFrame:
-    """Run the query `sql/<name>.sql` over the store at `root`; see query_df for params."""
-    con = connect(root, storage_options)
+    """Run the query `sql/<name>.sql` over the store at `root` (views of `experiment`); see query_df for params."""
+    con = connect(root, storage_options, experiment)
     try:
         return query_df(con, name, **params)
     finally:
@@ -362,13 +363,14 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def print_query(root: str, name: str | None, params: Sequence[str] = (), list_only: bool = False) -> int:
+def print_query(root: str, name: str | None, params: Sequence[str] = (), list_only: bool = False,
+                experiment: str = DEFAULT_EXPERIMENT) -> int:
     """What `restem sql` prints: the query names, or one query's table; a bad name or parameter is one line."""
     if list_only or not name:
         print("\n".join(list_queries()))
         return 0
     try:
-        df = run_query(root, name, **parse_params(params))
+        df = run_query(root, name, experiment=experiment, **parse_params(params))
     except (UnknownQueryError, ValueError) as exc:
         print(f"restem sql: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,11 @@ COLUMNS = [
 ]
 
 
-def progress_frame(root: str, storage_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
-    """iteration_progress plus each policy's greedy pass@1 gain over the base model with a 95% paired interval."""
-    con = connect(root, storage_options)
+def progress_frame(root: str, storage_options: Mapping[str, Any] | None = None,
+                   experiment: str = "default") -> pl.DataFrame:
+    """iteration_progress of `experiment` (under the shared data root `root`) plus each policy's greedy pass@1
+    gain over the base model with a 95% paired interval."""
+    con = connect(root, storage_options, experiment)
     try:
         df = query_df(con, "iteration_progress")
         greedy = con.execute("SELECT iteration, problem_id, greedy_correct FROM evaluations").fetchall()

@@ -47,11 +47,12 @@ def stale_rows(instance: dg.DagsterInstance, iterations: list[int], prefix: tupl
 )
 def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
-    df = progress_frame(storage.root, storage.storage_options)
-    omitted = stale_rows(context.instance, df["iteration"].to_list())
+    prefix = prefix_of(context)
+    df = progress_frame(storage.shared_root(), storage.storage_options, storage.experiment)
+    omitted = stale_rows(context.instance, df["iteration"].to_list(), prefix)
     if omitted:  # a row would mix generations (e.g. an old evaluation with a newer fine-tune): leave it out
         df = df.filter(~pl.col("iteration").is_in(list(omitted)))
-    table = progress_markdown(df, stage_timings(context.instance), omitted)
+    table = progress_markdown(df, stage_timings(context.instance, prefix), omitted)
     png = progress_chart_png(df)
     report_dir = store.table_dir("reports")
     for name, payload in (("progress.md", table.encode()), ("progress.png", png)):
