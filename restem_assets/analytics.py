@@ -34,6 +34,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from restem_assets import schemas
+from restem_assets.costs import STAGE_COSTS
 from restem_assets.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
 from restem_assets.storage import DEFAULT_DATA_ROOT, CorruptTableError
 
@@ -55,6 +56,7 @@ class Table:
     schema: pa.Schema
     partitioned: bool = True  # files under iteration=<i>/, which becomes the `iteration` column
     per_experiment: bool = True  # one copy per experiment (restem_assets/experiments.py): views carry `experiment`
+    level: str = ""  # a hive folder level above iteration=<i> (stage_costs: stage=<stage>), a VARCHAR column
 
 
 # Every table that gets a view. Adding a table is one line here plus --write-views.
@@ -70,6 +72,7 @@ TABLES: tuple[Table, ...] = (
     Table("rescores", schemas.RESCORES),
     Table("transfer_evaluations", schemas.TRANSFER_EVALUATIONS),
     Table("transfer_samples", schemas.TRANSFER_SAMPLES),
+    Table("stage_costs", STAGE_COSTS, level="stage"),
     Table("experiments", EXPERIMENTS, partitioned=False, per_experiment=False),
 )
 
@@ -80,6 +83,20 @@ CREATE OR REPLACE VIEW scored_samples AS
 SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details
 FROM samples AS s
 LEFT JOIN rewards AS r USING (iteration, problem_id, sample_idx);
+
+-- all_problem_status: per experiment, policy (iteration) and problem, solved or not. Test problems:
+-- greedy_solved (greedy decoding correct) and sampled_solved (any of the k evaluation samples, pass@k).
+-- Train problems: sampled_solved = any of the K E-step samples drawn from that policy (rewards of
+-- iteration + 1) correct; greedy_solved is NULL (train problems are not decoded greedily).
+CREATE OR REPLACE VIEW all_problem_status AS
+SELECT experiment, iteration, problem_id, 'test' AS split, greedy_correct AS greedy_solved,
+       n_correct > 0 AS sampled_solved
+FROM all_evaluations
+UNION ALL
+SELECT experiment, iteration - 1 AS iteration, problem_id, 'train' AS split, NULL::BOOLEAN AS greedy_solved,
+       bool_or(reward = 1) AS sampled_solved
+FROM all_rewards GROUP BY experiment, iteration, problem_id;
+CREATE OR REPLACE VIEW problem_status AS FROM all_problem_status WHERE experiment = getvariable('experiment');
 """
 
 _HEADER = """\
@@ -121,7 +138,8 @@ EXPERIMENT_DIR = "experiment=*"  # named experiments' tables: <data_root>/experi
 
 def _file_pattern(table: Table, named: bool = False) -> str:
     """The table's files relative to the data root (what the view reads); `named`: those of named experiments."""
-    pattern = f"{table.name}/*/*.parquet" if table.partitioned else f"{table.name}/*.parquet"
+    levels = "*/" * (int(table.partitioned) + int(bool(table.level)))
+    pattern = f"{table.name}/{levels}*.parquet"
     return f"{EXPERIMENT_DIR}/{pattern}" if named else pattern
 
 
@@ -134,11 +152,13 @@ def _flag(table: Table, named: bool = False) -> str:
 
 
 def _view_sql(table: Table) -> str:
-    hive_types = "{'iteration': 'BIGINT', 'experiment': 'VARCHAR'}" if table.partitioned else "{'experiment': 'VARCHAR'}"
+    types = ([(table.level, "VARCHAR")] if table.level else []) + ([("iteration", "BIGINT")] if table.partitioned else [])
+    hive_types = "{" + ", ".join(f"'{n}': '{t}'" for n, t in [*types, ("experiment", "VARCHAR")]) + "}"
     named_options = f"hive_partitioning = true, hive_types = {hive_types}, union_by_name = true"
     if table.partitioned:
-        options = "hive_partitioning = true, hive_types = {'iteration': 'BIGINT'}, union_by_name = true"
-        columns = _duckdb_types(table.schema) + [("iteration", "BIGINT")]
+        default_types = "{" + ", ".join(f"'{n}': '{t}'" for n, t in types) + "}"
+        options = f"hive_partitioning = true, hive_types = {default_types}, union_by_name = true"
+        columns = _duckdb_types(table.schema) + types
     else:
         options = "hive_partitioning = false, union_by_name = true"
         columns = _duckdb_types(table.schema)
@@ -259,7 +279,7 @@ def query_df(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pl.Dat
 
 
 _QUOTED_PARQUET = re.compile(r"""['"]([^'"\n]+?\.parquet)['"]""")
-_TABLE_FILE = re.compile(r"(?:^|/)(?P<table>[^/]+)/(?:iteration=(?P<iteration>-?\d+)/)?[^/]+\.parquet$")
+_TABLE_FILE = re.compile(r"(?:^|/)(?P<table>[^/]+)/(?:stage=[^/]+/)?(?:iteration=(?P<iteration>-?\d+)/)?[^/]+\.parquet$")
 _EXPERIMENT_FILE = re.compile(r"/experiment=(?P<experiment>[^/]+)/[^/]+/(?:iteration=-?\d+/)?[^/]+\.parquet$")
 # What reading a bad file raises: DuckDB names the file in IO / invalid-input errors; a corrupt
 # page that passes the footer check can surface as a bare duckdb.Error (e.g. a thrift exception).

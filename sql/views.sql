@@ -784,6 +784,93 @@ UNION ALL BY NAME
     END);
 CREATE OR REPLACE VIEW transfer_samples AS FROM all_transfer_samples WHERE experiment = getvariable('experiment');
 
+-- stage_costs (one folder per iteration; all_stage_costs: every experiment, stage_costs: getvariable('experiment'))
+SET VARIABLE restem_has_stage_costs = false;
+SET VARIABLE restem_has_experiment_stage_costs = false;
+CREATE OR REPLACE VIEW all_stage_costs AS FROM query(CASE
+    WHEN getvariable('restem_has_stage_costs') AND getvariable('restem_has_experiment_stage_costs') THEN '(SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_stage_costs') THEN '(SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_stage_costs') THEN '(SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW stage_costs AS FROM all_stage_costs WHERE experiment = getvariable('experiment');
+
 -- experiments (unpartitioned, one for all experiments)
 SET VARIABLE restem_has_experiments = false;
 CREATE OR REPLACE VIEW experiments AS FROM query(CASE WHEN getvariable('restem_has_experiments')
@@ -829,6 +916,20 @@ SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details
 FROM samples AS s
 LEFT JOIN rewards AS r USING (iteration, problem_id, sample_idx);
 
+-- all_problem_status: per experiment, policy (iteration) and problem, solved or not. Test problems:
+-- greedy_solved (greedy decoding correct) and sampled_solved (any of the k evaluation samples, pass@k).
+-- Train problems: sampled_solved = any of the K E-step samples drawn from that policy (rewards of
+-- iteration + 1) correct; greedy_solved is NULL (train problems are not decoded greedily).
+CREATE OR REPLACE VIEW all_problem_status AS
+SELECT experiment, iteration, problem_id, 'test' AS split, greedy_correct AS greedy_solved,
+       n_correct > 0 AS sampled_solved
+FROM all_evaluations
+UNION ALL
+SELECT experiment, iteration - 1 AS iteration, problem_id, 'train' AS split, NULL::BOOLEAN AS greedy_solved,
+       bool_or(reward = 1) AS sampled_solved
+FROM all_rewards GROUP BY experiment, iteration, problem_id;
+CREATE OR REPLACE VIEW problem_status AS FROM all_problem_status WHERE experiment = getvariable('experiment');
+
 -- Which tables have files, set only now that every view exists (see the header).
 SET VARIABLE restem_has_problems = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/problems/*.parquet'));
 SET VARIABLE restem_has_experiment_problems = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/problems/*.parquet'));
@@ -852,4 +953,6 @@ SET VARIABLE restem_has_transfer_evaluations = (SELECT count(*) > 0 FROM glob(ge
 SET VARIABLE restem_has_experiment_transfer_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/transfer_evaluations/*/*.parquet'));
 SET VARIABLE restem_has_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/transfer_samples/*/*.parquet'));
 SET VARIABLE restem_has_experiment_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/transfer_samples/*/*.parquet'));
+SET VARIABLE restem_has_stage_costs = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/stage_costs/*/*/*.parquet'));
+SET VARIABLE restem_has_experiment_stage_costs = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/stage_costs/*/*/*.parquet'));
 SET VARIABLE restem_has_experiments = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiments/*.parquet'));

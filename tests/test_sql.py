@@ -331,7 +331,9 @@ def root(tmp_path_factory) -> str:
 
 # -- Python -------------------------------------------------------------------------------
 def test_list_queries():
-    assert analytics.list_queries() == sorted(EXPECTED)
+    from tests.test_sql_experiments import EXPECTED as EXPERIMENT_QUERIES  # the cross-experiment queries' tests
+
+    assert analytics.list_queries() == sorted({**EXPECTED, **EXPERIMENT_QUERIES})
     assert analytics.query_path("reward_reasons.sql") == REPO / "sql" / "reward_reasons.sql"
     with pytest.raises(KeyError, match="available"):
         analytics.query_path("nope")

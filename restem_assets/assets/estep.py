@@ -8,7 +8,9 @@ import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions, previous_policy_mapping
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
+from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
+                                         read_problems)
+from restem_assets.costs import count_prompt_tokens
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.sampling import SamplingStats, sample_rows
 from restem_assets.rewards import RewardStats, accumulate, score_samples
@@ -17,6 +19,16 @@ from restem_assets.rewards.audit import summarize as summarize_audit
 from restem_assets.schemas import REWARD_AUDIT, REWARDS, SAMPLES, SFT_SET
 from restem_assets.sft_selection import SftSelector
 from restem_assets.staging import ChunkStaging
+
+def _local_model(path: str) -> str | None:
+    """The local directory of a policy's model (for its tokenizer), None if it is not on this machine."""
+    from restem_assets.model_cache import resolve_model
+
+    try:
+        return resolve_model(path)
+    except Exception:  # noqa: BLE001 - prompt tokens are then left null
+        return None
+
 
 @dg.asset(
     partitions_def=iteration_partitions,
@@ -34,7 +46,8 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
     if not train:
         raise ValueError("the problems table has no train split: nothing to sample")
     params = rest.estep_params(iteration)
-    with partition_lock(context, storage.root, f"iteration={iteration}"):
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            metered(context, store, "samples", iteration, rest) as meter:
         staging = ChunkStaging(store, "samples", iteration, SAMPLES,
                                request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)},
                                flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
@@ -48,6 +61,10 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
         else:  # every sample was finished before the interruption: no engine needed
             stats = SamplingStats(resumed=len(done))
         rows = staging.publish()
+        tokens = store.read_table("samples", iteration, columns=["prompt", "n_tokens"])
+        meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
+                         prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
+                                                    _local_model(policy.path)))
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={
@@ -82,7 +99,7 @@ def rewards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     stats = RewardStats()
     t0 = time.perf_counter()
-    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+    with partition_lock(context, storage.root, f"iteration={iteration}"), metered(context, store, "rewards", iteration), \
             store.writer("rewards", REWARDS, iteration) as writer:
         for batch in store.iter_batches("samples", iteration, batch_size=2048,
                                         columns=["problem_id", "sample_idx", "completion"]):
@@ -138,7 +155,8 @@ def sft_set(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     splits = {pid: p["split"] for pid, p in problems_by_id.items()}
     flagged = audit_rows(rows, problems_by_id)
-    with partition_lock(context, storage.root, f"iteration={iteration}"):
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            metered(context, store, "sft_set", iteration, rest):
         store.write_table("sft_set", rows, SFT_SET, iteration)
         store.write_table("reward_audit", flagged, REWARD_AUDIT, iteration)
     audit = summarize_audit(flagged)

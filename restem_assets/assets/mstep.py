@@ -10,7 +10,7 @@ import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions
 from restem_assets.assets.resources import ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, read_problems
+from restem_assets.assets.common import TORCH_POOL, markdown_table, metered, partition_lock, read_problems
 from restem_assets.assets.namespace import prefix_of
 from restem_assets.assets.policy import lookup_policy, report_policy
 from restem_assets.atomic import is_local, upload_dir
@@ -89,9 +89,11 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     local_init = resolve_model(init.path)
     pipes_metadata: dict = {}
     trainer = accelerate_trainer(context, rest, pipes_metadata) if rest.finetune_launcher == "accelerate" else run_finetune
-    with partition_lock(context, storage.root, f"iteration={iteration}"):
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            metered(context, store, "finetune", iteration, rest) as meter:
         result = _train(store, local_init, records, target, settings, trainer)
         store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
+        meter.add_tokens(trained=result.completion_tokens)
     model_url = store.url(target)
     report_policy(context, iteration, model_url, version=version, init_from=init.policy_id, init_version=init.version,
                   examples=result.examples)
