@@ -26,6 +26,9 @@ def build_jobs(prefix: tuple[str, ...] = ()) -> dict[str, dg.UnresolvedAssetJobD
                             description="Evaluate policy[i] on the held-out split (0 = base model)."),
         dg.define_asset_job("transfer", selection=keys("transfer_evaluation"),
                             description="Evaluate policy[i] on the transfer benchmarks (rest.transfer_benchmarks)."),
+        dg.define_asset_job("human_baseline", selection=keys("human_baseline"),
+                            description="Fine-tune the base model on reference solutions (as many as iteration 1's "
+                            "SFT set) and evaluate it: the human-data baseline."),
         dg.define_asset_job("report_progress", selection=keys("progress"),
                             description="Rebuild the progress table and chart."),
     ]

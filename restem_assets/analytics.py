@@ -72,6 +72,10 @@ TABLES: tuple[Table, ...] = (
     Table("rescores", schemas.RESCORES),
     Table("transfer_evaluations", schemas.TRANSFER_EVALUATIONS),
     Table("transfer_samples", schemas.TRANSFER_SAMPLES),
+    Table("human_sft_set", schemas.SFT_SET),
+    Table("human_finetune_log", schemas.FINETUNE_LOG),
+    Table("human_eval_samples", schemas.EVAL_SAMPLES),
+    Table("human_evaluations", schemas.EVALUATIONS),
     Table("stage_costs", STAGE_COSTS, level="stage"),
     Table("experiments", EXPERIMENTS, partitioned=False, per_experiment=False),
 )

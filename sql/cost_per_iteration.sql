@@ -1,5 +1,6 @@
 -- cost_per_iteration: what each stage of each iteration used (table stage_costs, written by every stage;
--- `evaluation` at iteration i evaluates policy i), one row per stage plus an 'all' row per iteration.
+-- `evaluation` at iteration i evaluates policy i), one row per stage plus an 'all' row per iteration
+-- (the ReST^EM stages only: the human-data baseline's human_* stages, filed under iteration 1, are not in it).
 -- cost = CPU-hours x price per CPU hour + GPU-hours x price per GPU hour. The prices are the variables
 -- cpu_hour_price / gpu_hour_price when set (`restem sql cost_per_iteration --set cpu_hour_price=0.05`),
 -- else those the run recorded (rest.cpu_hour_price / rest.gpu_hour_price), else 0.
@@ -23,7 +24,7 @@ SELECT * FROM (
     SELECT experiment, iteration, 'all' AS stage, sum(wall_seconds), sum(cpu_seconds), sum(gpu_seconds),
            max(peak_rss_mb), sum(prompt_tokens)::BIGINT, sum(generated_tokens)::BIGINT,
            sum(trained_tokens)::BIGINT, sum(cost)
-    FROM per_stage GROUP BY experiment, iteration
+    FROM per_stage WHERE stage NOT LIKE 'human_%' GROUP BY experiment, iteration
 )
 ORDER BY experiment, iteration,
          CASE stage WHEN 'samples' THEN 1 WHEN 'rewards' THEN 2 WHEN 'sft_set' THEN 3 WHEN 'finetune' THEN 4

@@ -784,6 +784,286 @@ UNION ALL BY NAME
     END);
 CREATE OR REPLACE VIEW transfer_samples AS FROM all_transfer_samples WHERE experiment = getvariable('experiment');
 
+-- human_sft_set (one folder per iteration; all_human_sft_set: every experiment, human_sft_set: getvariable('experiment'))
+SET VARIABLE restem_has_human_sft_set = false;
+SET VARIABLE restem_has_experiment_human_sft_set = false;
+CREATE OR REPLACE VIEW all_human_sft_set AS FROM query(CASE
+    WHEN getvariable('restem_has_human_sft_set') AND getvariable('restem_has_experiment_human_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_sft_set AS FROM all_human_sft_set WHERE experiment = getvariable('experiment');
+
+-- human_finetune_log (one folder per iteration; all_human_finetune_log: every experiment, human_finetune_log: getvariable('experiment'))
+SET VARIABLE restem_has_human_finetune_log = false;
+SET VARIABLE restem_has_experiment_human_finetune_log = false;
+CREATE OR REPLACE VIEW all_human_finetune_log AS FROM query(CASE
+    WHEN getvariable('restem_has_human_finetune_log') AND getvariable('restem_has_experiment_human_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_finetune_log AS FROM all_human_finetune_log WHERE experiment = getvariable('experiment');
+
+-- human_eval_samples (one folder per iteration; all_human_eval_samples: every experiment, human_eval_samples: getvariable('experiment'))
+SET VARIABLE restem_has_human_eval_samples = false;
+SET VARIABLE restem_has_experiment_human_eval_samples = false;
+CREATE OR REPLACE VIEW all_human_eval_samples AS FROM query(CASE
+    WHEN getvariable('restem_has_human_eval_samples') AND getvariable('restem_has_experiment_human_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_eval_samples AS FROM all_human_eval_samples WHERE experiment = getvariable('experiment');
+
+-- human_evaluations (one folder per iteration; all_human_evaluations: every experiment, human_evaluations: getvariable('experiment'))
+SET VARIABLE restem_has_human_evaluations = false;
+SET VARIABLE restem_has_experiment_human_evaluations = false;
+CREATE OR REPLACE VIEW all_human_evaluations AS FROM query(CASE
+    WHEN getvariable('restem_has_human_evaluations') AND getvariable('restem_has_experiment_human_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_evaluations AS FROM all_human_evaluations WHERE experiment = getvariable('experiment');
+
 -- stage_costs (one folder per iteration; all_stage_costs: every experiment, stage_costs: getvariable('experiment'))
 SET VARIABLE restem_has_stage_costs = false;
 SET VARIABLE restem_has_experiment_stage_costs = false;
@@ -953,6 +1233,14 @@ SET VARIABLE restem_has_transfer_evaluations = (SELECT count(*) > 0 FROM glob(ge
 SET VARIABLE restem_has_experiment_transfer_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/transfer_evaluations/*/*.parquet'));
 SET VARIABLE restem_has_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/transfer_samples/*/*.parquet'));
 SET VARIABLE restem_has_experiment_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/transfer_samples/*/*.parquet'));
+SET VARIABLE restem_has_human_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_sft_set/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_sft_set/*/*.parquet'));
+SET VARIABLE restem_has_human_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_human_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_human_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_evaluations/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_evaluations/*/*.parquet'));
 SET VARIABLE restem_has_stage_costs = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/stage_costs/*/*/*.parquet'));
 SET VARIABLE restem_has_experiment_stage_costs = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/stage_costs/*/*/*.parquet'));
 SET VARIABLE restem_has_experiments = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiments/*.parquet'));

@@ -5,7 +5,7 @@ functions are thin and call the plain modules of `restem_assets`, which import n
 Dagster. `dagster_project` wires these into Definitions, jobs and sensors.
 """
 
-from restem_assets.assets import estep, evaluation, mstep, policy, problems, progress
+from restem_assets.assets import estep, evaluation, human, mstep, policy, problems, progress
 
 ALL_ASSETS = [
     problems.problems,
@@ -17,6 +17,7 @@ ALL_ASSETS = [
     mstep.finetune,
     evaluation.evaluation,
     evaluation.transfer_evaluation,
+    human.human_baseline,
     progress.progress,
 ]
 
