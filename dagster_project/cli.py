@@ -174,6 +174,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                 break
             assert isinstance(step, Step)
             _execute(defs, instance, step.job, step.partition, step.assets, experiment=exp)
+        if args.human_baseline:
+            import dagster as dg
+
+            if instance.get_latest_materialization_event(dg.AssetKey([*prefix, "human_baseline"])) is None:
+                _execute(defs, instance, "human_baseline", None, experiment=exp)
+            else:
+                print("    human_baseline already materialized", flush=True)
         _execute(defs, instance, "report_progress", None, experiment=exp)
     report = Path(root) / "reports" / "progress.md"
     if report.exists():
@@ -280,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-iteration", type=int, metavar="I",
                    help="redo iterations I..N (and their evaluations), e.g. after iteration I's inputs changed")
     p.add_argument("--wait", action="store_true", help="if another driver runs on this instance, wait for it")
+    p.add_argument("--human-baseline", action="store_true",
+                   help="also fine-tune the base model on reference solutions (as many as iteration 1's SFT set) and "
+                   "evaluate it: the human-data row of the progress table")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="RESOURCE.FIELD=VALUE",
                    help="change a setting of this experiment (repeatable), e.g. --set rest.samples_per_problem=4; "
                    "a named experiment keeps the settings it was created with")

@@ -61,8 +61,9 @@ def _fmt(value: Any, name: str) -> str:
 
 
 def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float]] | None = None,
-                      omitted: Mapping[int, str] | None = None) -> str:
-    """A markdown table: one row per policy, metrics plus wall seconds per stage; then why rows were left out."""
+                      omitted: Mapping[int, str] | None = None, human: pl.DataFrame | None = None) -> str:
+    """A markdown table: one row per policy, metrics plus wall seconds per stage, the human-data baseline's row
+    (`human`, from `human_baseline_frame`) when it was run; then why rows were left out."""
     timings = timings or {}
     stages = sorted({s for t in timings.values() for s in t})
     k = df["k"].max() if df.height else None
@@ -73,6 +74,12 @@ def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float
         t = timings.get(int(row["iteration"]), {})
         cells += [f"{t[s]:.0f}" if s in t else "–" for s in stages]
         lines.append("| " + " | ".join(cells) + " |")
+    if human is not None and human.height:
+        h = human.row(0, named=True)
+        values = {"iteration": "human data", "greedy_pass_at_1": _fmt(h["greedy_pass_at_1"], "greedy_pass_at_1"),
+                  "greedy_gain_vs_base": h["vs_base_ci"] or "–", "pass_at_k": _fmt(h["pass_at_k"], "pass_at_k"),
+                  "maj_at_k": _fmt(h["maj_at_k"], "maj_at_k"), "sft_examples": str(h["sft_examples"])}
+        lines.append("| " + " | ".join([values.get(name, "–") for name, _ in COLUMNS] + ["–"] * len(stages)) + " |")
     for it, why in sorted((omitted or {}).items()):
         lines.append(f"\nIteration {it} left out: {why} (redo it with `restem run --from-iteration {max(it, 1)}`).")
     return "\n".join(lines) + "\n"
@@ -158,7 +165,7 @@ def analysis_frames(root: str, storage_options: Mapping[str, Any] | None = None,
 def human_baseline_frame(con, experiment: str) -> pl.DataFrame:
     """The human-data baseline's held-out metrics with its paired difference to the base model and to
     iteration 1 (tables human_evaluations / human_sft_set), empty when it was never run."""
-    rows = con.execute("""
+    rows = con.sql("""
         SELECT h.iteration, count(*) AS test_problems, avg(h.greedy_correct::DOUBLE) AS greedy_pass_at_1,
                avg(h.pass_at_k) AS pass_at_k, avg(h.majority_correct::DOUBLE) AS maj_at_k, max(h.k) AS k,
                (SELECT count(*) FROM human_sft_set AS s WHERE s.iteration = h.iteration) AS sft_examples

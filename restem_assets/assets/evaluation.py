@@ -70,6 +70,8 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
             "greedy_pass_at_1": summary.greedy_pass_at_1,
             "pass_at_1": summary.pass_at_1,
             f"pass_at_{summary.k}": summary.pass_at_k,
+            "pass_at_k": summary.pass_at_k,  # k-independent names: the asset page plots them per partition
+            **({"maj_at_k": summary.maj_at_k} if summary.maj_at_k is not None else {}),
             **({f"maj_at_{summary.k}": summary.maj_at_k} if summary.maj_at_k is not None else {}),
             "greedy_format_rate": summary.greedy_format_rate,
             "wall_seconds": round(seconds, 1),

@@ -10,7 +10,7 @@ from restem_assets.assets.namespace import key, prefix_of
 from restem_assets.assets.resources import StorageResource
 from restem_assets.assets.staleness import asset_graph, stale_materializations
 from restem_assets.atomic import write_bytes
-from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
+from restem_assets.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame, progress_markdown
 
 TIMED_STAGES = ("samples", "rewards", "sft_set", "finetune", "evaluation")
 
@@ -43,7 +43,8 @@ def stale_rows(instance: dg.DagsterInstance, iterations: list[int], prefix: tupl
     deps=["evaluation", "finetune", "sft_set", "rewards"],
     group_name="evaluation",
     description="Per-iteration table (greedy pass@1, pass@k, maj@k, correct samples, coverage, train loss, stage "
-    "times) and chart, computed with DuckDB over all iterations.",
+    "times, the human-data baseline's row) and chart, computed with DuckDB over all iterations; then the "
+    "experiments side by side, per-problem learning, difficulty buckets and cost.",
 )
 def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
@@ -52,8 +53,10 @@ def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.
     omitted = stale_rows(context.instance, df["iteration"].to_list(), prefix)
     if omitted:  # a row would mix generations (e.g. an old evaluation with a newer fine-tune): leave it out
         df = df.filter(~pl.col("iteration").is_in(list(omitted)))
-    table = progress_markdown(df, stage_timings(context.instance, prefix), omitted)
-    png = progress_chart_png(df)
+    frames = analysis_frames(storage.shared_root(), storage.storage_options, storage.experiment)
+    table = (progress_markdown(df, stage_timings(context.instance, prefix), omitted, human=frames["human"])
+             + analyses_markdown(frames, storage.experiment))
+    png = analyses_chart_png(df, frames)
     report_dir = store.table_dir("reports")
     for name, payload in (("progress.md", table.encode()), ("progress.png", png)):
         write_bytes(store.fs, posixpath.join(report_dir, name), payload)

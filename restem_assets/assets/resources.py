@@ -226,6 +226,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # the five engine starts of a demo cost more than compiled decoding saves.
         "engine": {"vllm_enforce_eager": True},
     },
+    # End-to-end tests of the analyses (experiments, human-data baseline): tiny, on one-digit two-term
+    # sums, which the embedded model answers often enough that every SFT set has examples.
+    "tiny_easy": {
+        "task": {"train_size": 8, "test_size": 4,
+                 "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}},
+        "rest": {"samples_per_problem": 2, "max_new_tokens": 16, "eval_samples": 2, "eval_max_new_tokens": 16,
+                 "finetune_max_steps": 1, "checkpoint_rows": 4},
+    },
     # Unit/e2e tests: seconds per stage.
     "tiny": {
         "task": {"train_size": 6, "test_size": 4},
