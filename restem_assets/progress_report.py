@@ -264,6 +264,7 @@ def analyses_chart_png(df: pl.DataFrame, frames: Mapping[str, pl.DataFrame]) -> 
         for (bucketing, bucket), group in buckets.group_by(["bucketing", "bucket"], maintain_order=True):
             bx.plot(group["iteration"].to_list(), [100 * (v or 0) for v in group["greedy_pass_at_1"].to_list()],
                     marker="o", label=f"{bucket} ({bucketing.replace('_', ' ')}, n={group['problems'].max()})")
+        bx.set_xticks(sorted(set(buckets["iteration"].to_list())))
     bx.set(xlabel="iteration", ylabel="greedy pass@1 (%)", title="by difficulty")
     learning = frames.get("learning")
     if learning is not None and learning.height:
