@@ -129,3 +129,21 @@ def test_human_baseline_row_and_intervals(tmp_path):
     assert "Human-data baseline" in analyses_markdown(frames)
     # another experiment has no baseline
     assert analysis_frames(root, experiment="k4")["human"].height == 0
+
+
+def test_sensor_of_a_named_experiment_reads_its_own_keys():
+    """k4's sensor sees k4's materializations only: the default experiment's progress does not count for it."""
+    from dagster_project.jobs import build_jobs
+    from dagster_project.sensors import build_continue_rest_loop
+    from restem_assets.assets.resources import ReSTResource
+
+    sensor = build_continue_rest_loop(build_jobs(("k4",)), ("k4",))
+    with dg.instance_for_test() as instance:
+        for key, partition in (("problems", None), ("policy", "0")):  # the default experiment's set-up
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"rest": ReSTResource()}))
+        assert result.job_name == "setup"
+        for key, partition in ((["k4", "problems"], None), (["k4", "policy"], "0")):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"rest": ReSTResource()}))
+        assert (result.job_name, result.partition_key) == ("evaluate", "0")

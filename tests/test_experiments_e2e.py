@@ -98,6 +98,16 @@ def test_two_experiments_side_by_side_with_the_human_baseline(tmp_path, model_pa
     assert instance.get_materialized_partitions(dg.AssetKey("finetune")) == {"1"}
     assert instance.get_latest_materialization_event(dg.AssetKey(["k8", "human_baseline"])) is not None
 
+    # what the asset page plots per partition: numeric pass@1 / pass@k / maj@k and the fine-tune's loss
+    def metadata(name: str, partition: str) -> dict:
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(["k8", name]), asset_partitions=[partition]), limit=1).records
+        return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+    for p in ("0", "1", "2"):
+        assert all(isinstance(metadata("evaluation", p)[k], float) for k in ("greedy_pass_at_1", "pass_at_k", "maj_at_k"))
+    assert all(isinstance(metadata("finetune", p)["final_loss"], float) for p in ("1", "2"))
+
     # a named experiment keeps its configuration: asking for another K is refused, naming it
     proc = subprocess.run(shlex.split(".venv/bin/restem run --experiment k4 --set rest.samples_per_problem=8"),
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
