@@ -178,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             import dagster as dg
 
             if instance.get_latest_materialization_event(dg.AssetKey([*prefix, "human_baseline"])) is None:
-                _execute(defs, instance, "human_baseline", None, experiment=exp)
+                _execute(defs, instance, "human_data_baseline", None, experiment=exp)
             else:
                 print("    human_baseline already materialized", flush=True)
         _execute(defs, instance, "report_progress", None, experiment=exp)

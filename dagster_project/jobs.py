@@ -15,21 +15,23 @@ def build_jobs(prefix: tuple[str, ...] = ()) -> dict[str, dg.UnresolvedAssetJobD
     def keys(*names: str) -> list[dg.AssetKey]:
         return [dg.AssetKey([*prefix, n]) for n in names]
 
+    tags = {"restem/experiment": prefix[0] if prefix else "default"}  # which experiment a run belongs to
+
     jobs = [
-        dg.define_asset_job("setup", selection=keys("problems", "base_model"),
+        dg.define_asset_job("setup", tags=tags, selection=keys("problems", "base_model"),
                             description="Load the task's problems and resolve the base model (policy[0])."),
-        dg.define_asset_job("iteration", selection=keys("samples", "rewards", "sft_set", "finetune"),
+        dg.define_asset_job("iteration", tags=tags, selection=keys("samples", "rewards", "sft_set", "finetune"),
                             description="One ReST^EM iteration: sample from policy[i-1], score, filter, fine-tune."),
-        dg.define_asset_job("estep", selection=keys("samples", "rewards", "sft_set"),
+        dg.define_asset_job("estep", tags=tags, selection=keys("samples", "rewards", "sft_set"),
                             description="E-step of one iteration: sample, score, filter."),
-        dg.define_asset_job("evaluate", selection=keys("evaluation"),
+        dg.define_asset_job("evaluate", tags=tags, selection=keys("evaluation"),
                             description="Evaluate policy[i] on the held-out split (0 = base model)."),
-        dg.define_asset_job("transfer", selection=keys("transfer_evaluation"),
+        dg.define_asset_job("transfer", tags=tags, selection=keys("transfer_evaluation"),
                             description="Evaluate policy[i] on the transfer benchmarks (rest.transfer_benchmarks)."),
-        dg.define_asset_job("human_baseline", selection=keys("human_baseline"),
+        dg.define_asset_job("human_data_baseline", tags=tags, selection=keys("human_baseline"),
                             description="Fine-tune the base model on reference solutions (as many as iteration 1's "
                             "SFT set) and evaluate it: the human-data baseline."),
-        dg.define_asset_job("report_progress", selection=keys("progress"),
+        dg.define_asset_job("report_progress", tags=tags, selection=keys("progress"),
                             description="Rebuild the progress table and chart."),
     ]
     return {job.name: job for job in jobs}

@@ -24,7 +24,7 @@ def build_continue_rest_loop(jobs: dict | None = None, prefix: tuple[str, ...] =
     """The sensor for one experiment: its jobs (`dagster_project.jobs.build_jobs(prefix)`) and its assets."""
     jobs = jobs or JOBS
 
-    @dg.sensor(name="continue_rest_loop", jobs=[jobs[name] for name in _LOOP_JOBS], minimum_interval_seconds=20,
+    @dg.sensor(name="continue_rest_loop" + "".join(f"_{p}" for p in prefix), jobs=[jobs[name] for name in _LOOP_JOBS], minimum_interval_seconds=20,
                default_status=dg.DefaultSensorStatus.STOPPED,
                description="Continue ReST^EM until rest.target_iterations or until validation stops improving.")
     def continue_rest_loop(context: dg.SensorEvaluationContext, rest: ReSTResource):

@@ -72,11 +72,19 @@ def test_definitions_of_a_named_experiment_are_prefixed(tmp_path):
     checks = {c.to_user_string() for c in graph.asset_check_keys}
     assert "k4/sft_set:sft_set_not_empty" in checks
     job = defs.resolve_job_def("iteration")
+    assert job.tags["restem/experiment"] == "k4"
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         "k4/samples", "k4/rewards", "k4/sft_set", "k4/finetune"}
     # the default experiment keeps the unprefixed keys existing instances and data use
     default = build_definitions(Settings(profile="tiny", data_root=str(tmp_path))).resolve_asset_graph()
     assert dg.AssetKey("samples") in default.get_all_asset_keys()
+
+
+@pytest.mark.parametrize("experiment", ["default", "k4"])
+def test_definitions_are_loadable_as_the_webserver_loads_them(tmp_path, experiment):
+    """What `dagster dev` checks (unique op and job names, resources): execute_in_process alone does not."""
+    dg.Definitions.validate_loadable(build_definitions(Settings(profile="tiny", data_root=str(tmp_path),
+                                                                experiment=experiment)))
 
 
 def test_named_experiment_definitions_use_its_recorded_overrides(tmp_path):
@@ -138,6 +146,7 @@ def test_sensor_of_a_named_experiment_reads_its_own_keys():
     from restem_assets.assets.resources import ReSTResource
 
     sensor = build_continue_rest_loop(build_jobs(("k4",)), ("k4",))
+    assert sensor.name == "continue_rest_loop_k4"  # its on/off state is not the default experiment's
     with dg.instance_for_test() as instance:
         for key, partition in (("problems", None), ("policy", "0")):  # the default experiment's set-up
             instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
