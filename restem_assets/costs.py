@@ -124,6 +124,16 @@ class StageMeter:
         }
 
 
+def local_model_dir(path: str) -> str | None:
+    """The local directory of a policy's model (for its tokenizer), None if it is not on this machine."""
+    from restem_assets.model_cache import resolve_model
+
+    try:
+        return resolve_model(path)
+    except Exception:  # noqa: BLE001 - prompt tokens are then left null
+        return None
+
+
 def count_prompt_tokens(prompts: list[str], model_path: str | None) -> int | None:
     """Prompt tokens of `prompts` with the model's tokenizer (None when it cannot be loaded)."""
     if not prompts or not model_path or "://" in str(model_path) or not os.path.isdir(model_path):

@@ -10,7 +10,7 @@ from restem_assets.assets.partitions import iteration_partitions, previous_polic
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
                                          read_problems)
-from restem_assets.costs import count_prompt_tokens
+from restem_assets.costs import count_prompt_tokens, local_model_dir
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.sampling import SamplingStats, sample_rows
 from restem_assets.rewards import RewardStats, accumulate, score_samples
@@ -19,16 +19,6 @@ from restem_assets.rewards.audit import summarize as summarize_audit
 from restem_assets.schemas import REWARD_AUDIT, REWARDS, SAMPLES, SFT_SET
 from restem_assets.sft_selection import SftSelector
 from restem_assets.staging import ChunkStaging
-
-def _local_model(path: str) -> str | None:
-    """The local directory of a policy's model (for its tokenizer), None if it is not on this machine."""
-    from restem_assets.model_cache import resolve_model
-
-    try:
-        return resolve_model(path)
-    except Exception:  # noqa: BLE001 - prompt tokens are then left null
-        return None
-
 
 @dg.asset(
     partitions_def=iteration_partitions,
@@ -64,7 +54,7 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
         tokens = store.read_table("samples", iteration, columns=["prompt", "n_tokens"])
         meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
                          prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
-                                                    _local_model(policy.path)))
+                                                    local_model_dir(policy.path)))
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={

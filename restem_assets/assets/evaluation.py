@@ -10,8 +10,7 @@ from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
                                          read_problems)
-from restem_assets.assets.estep import _local_model
-from restem_assets.costs import count_prompt_tokens
+from restem_assets.costs import count_prompt_tokens, local_model_dir
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.evaluation import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
 from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
@@ -56,7 +55,7 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
         tokens = store.read_table("eval_samples", iteration, columns=["prompt", "n_tokens"])
         meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
                          prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
-                                                    _local_model(policy.path)))
+                                                    local_model_dir(policy.path)))
     seconds = time.perf_counter() - t0
     maj = "n/a (code)" if summary.maj_at_k is None else f"{summary.maj_at_k:.3f}"
     context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %s", iteration,
