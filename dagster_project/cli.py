@@ -21,9 +21,27 @@ from pathlib import Path
 
 
 def _settings(args: argparse.Namespace):
-    from restem_assets.assets.resources import Settings
+    """Flags over RESTEM_* variables; a registered experiment's profile unless --profile is given."""
+    from restem_assets.assets.resources import Settings, absolute_root
+    from restem_assets.experiments import read_registry
+    from restem_assets.storage import ParquetStore
 
-    return Settings.from_env(profile=args.profile, data_root=args.data_root)
+    settings = Settings.from_env(profile=args.profile, data_root=args.data_root,
+                                 experiment=getattr(args, "experiment", None))
+    if args.profile is None and settings.experiment != "default" and not os.environ.get("RESTEM_PROFILE"):
+        known = read_registry(ParquetStore(absolute_root(settings.data_root)))
+        if settings.experiment in known:
+            settings = Settings.from_env(profile=known[settings.experiment].profile, data_root=args.data_root,
+                                         experiment=settings.experiment)
+    return settings
+
+
+def _overrides(args: argparse.Namespace) -> dict | None:
+    """`--set resource.field=value` flags as resource overrides (None: none given)."""
+    from restem_assets.experiments import parse_overrides
+
+    items = getattr(args, "overrides", None) or []
+    return parse_overrides(items) if items else None
 
 
 def _dagster_home(args: argparse.Namespace) -> str | None:
@@ -45,20 +63,25 @@ def _root_cause(result) -> str:
     return "; ".join(lines)
 
 
-def _execute(defs, instance, job_name: str, partition: str | None, assets: tuple[str, ...] | None = None) -> float:
+def _execute(defs, instance, job_name: str, partition: str | None, assets: tuple[str, ...] | None = None,
+             experiment: str = "default") -> float:
     import dagster as dg
 
     from dagster_project.run_guard import process_tags
+    from restem_assets.experiments import key_prefix
 
+    prefix = key_prefix(experiment)
     job = defs.resolve_job_def(job_name)
     label = f"{job_name}[{partition}]" if partition is not None else job_name
     if assets:
         label += f" (resuming at {assets[0]})"
+    if prefix:
+        label = f"{experiment}: {label}"
     print(f"==> {label}", flush=True)
     t0 = time.perf_counter()
     result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
-                                    tags=process_tags(),
-                                    asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
+                                    tags={**process_tags(), "restem/experiment": experiment},
+                                    asset_selection=[dg.AssetKey([*prefix, a]) for a in assets] if assets else None)
     seconds = time.perf_counter() - t0
     if not result.success:
         raise SystemExit(f"{label} failed after {seconds:.0f}s: {_root_cause(result) or 'see the run in the webserver'}")
@@ -74,7 +97,7 @@ def _open(args: argparse.Namespace):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for the libraries: restem never contacts a hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = _settings(args)
-    return settings, build_definitions(settings), persistent_instance(_dagster_home(args))
+    return settings, build_definitions(settings, _overrides(args)), persistent_instance(_dagster_home(args))
 
 
 def _recover(instance, root: str) -> None:
@@ -105,9 +128,10 @@ def _driving(args: argparse.Namespace):
     settings, defs, instance = _open(args)
     with driver_lock(Path(instance.root_directory), wait=getattr(args, "wait", False)):
         root = defs.resources["storage"].root
-        print(f"restem: profile {settings.profile}, DAGSTER_HOME={instance.root_directory}, data root {root}",
-              flush=True)
+        print(f"restem: profile {settings.profile}, experiment {settings.experiment}, "
+              f"DAGSTER_HOME={instance.root_directory}, data root {root}", flush=True)
         _recover(instance, root)
+        _register(args, settings, defs)
         yield settings, defs, instance
 
 
@@ -131,31 +155,54 @@ def _engine_summary() -> None:
     POOL.planned_tokens = 0
 
 
+def _register(args: argparse.Namespace, settings, defs) -> None:
+    """Record the experiment's resolved configuration, or refuse one that differs from its record."""
+    from restem_assets.assets.resources import absolute_root, resolved_config
+    from restem_assets.experiments import Experiment, register
+    from restem_assets.storage import ParquetStore
+
+    from dagster_project.definitions import registered_overrides
+
+    overrides = _overrides(args) or registered_overrides(settings)
+    register(ParquetStore(absolute_root(settings.data_root)),
+             Experiment(settings.experiment, settings.profile, overrides, resolved_config(defs.resources)))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster_project.loop_state import Step, next_step, read_loop_state
+    from restem_assets.experiments import key_prefix
 
     with _driving(args) as (settings, defs, instance):
         root = defs.resources["storage"].root
         graph = defs.resolve_asset_graph()
+        exp = settings.experiment
+        prefix = key_prefix(exp)
         _plan_engine_work(defs, args.iterations)
         if args.force or args.from_iteration is not None:
             first = 0 if args.force else args.from_iteration
             if first <= 0:
-                _execute(defs, instance, "setup", None)
+                _execute(defs, instance, "setup", None, experiment=exp)
             for i in range(max(first, 0), args.iterations + 1):
                 if i:
-                    _execute(defs, instance, "iteration", str(i))
-                _execute(defs, instance, "evaluate", str(i))
+                    _execute(defs, instance, "iteration", str(i), experiment=exp)
+                _execute(defs, instance, "evaluate", str(i), experiment=exp)
         while True:
-            step = next_step(read_loop_state(instance, graph), args.iterations, not args.no_stop)
+            step = next_step(read_loop_state(instance, graph, prefix), args.iterations, not args.no_stop)
             if isinstance(step, str):
                 print(f"restem: {step}", flush=True)
                 if step.startswith("stale"):
                     return 3
                 break
             assert isinstance(step, Step)
-            _execute(defs, instance, step.job, step.partition, step.assets)
-        _execute(defs, instance, "report_progress", None)
+            _execute(defs, instance, step.job, step.partition, step.assets, experiment=exp)
+        if args.human_baseline:
+            import dagster as dg
+
+            if instance.get_latest_materialization_event(dg.AssetKey([*prefix, "human_baseline"])) is None:
+                _execute(defs, instance, "human_data_baseline", None, experiment=exp)
+            else:
+                print("    human_baseline already materialized", flush=True)
+        _execute(defs, instance, "report_progress", None, experiment=exp)
         _engine_summary()
     report = Path(root) / "reports" / "progress.md"
     if report.exists():
@@ -167,8 +214,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_estep(args: argparse.Namespace) -> int:
     """Only the first half of an iteration: set-up, then samples -> rewards -> sft_set."""
     with _driving(args) as (settings, defs, instance):
-        timings = {"setup": _execute(defs, instance, "setup", None)}
-        timings["estep"] = _execute(defs, instance, "estep", str(args.iteration))
+        exp = settings.experiment
+        timings = {"setup": _execute(defs, instance, "setup", None, experiment=exp)}
+        timings["estep"] = _execute(defs, instance, "estep", str(args.iteration), experiment=exp)
     store = defs.resources["storage"].store()
     rewards = store.read_table("rewards", args.iteration).column("reward").to_pylist()
     summary = {
@@ -189,14 +237,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from restem_assets.analytics import print_query
+    from restem_assets.experiments import key_prefix
 
     with _driving(args) as (settings, defs, instance):
+        prefix = key_prefix(settings.experiment)
         if not defs.resources["rest"].transfer_benchmarks:
             print("restem transfer: rest.transfer_benchmarks is empty for this profile (e.g. use --profile code)",
                   file=sys.stderr)
             return 2
-        evaluated = {int(p) for p in instance.get_materialized_partitions(dg.AssetKey("evaluation"))}
-        done = {int(p) for p in instance.get_materialized_partitions(dg.AssetKey("transfer_evaluation"))}
+        evaluated = {int(p) for p in instance.get_materialized_partitions(dg.AssetKey([*prefix, "evaluation"]))}
+        done = {int(p) for p in instance.get_materialized_partitions(dg.AssetKey([*prefix, "transfer_evaluation"]))}
         wanted = [args.iteration] if args.iteration is not None else sorted(evaluated)
         if not wanted:
             print("restem transfer: no policy has been evaluated yet: run `restem run` first", file=sys.stderr)
@@ -205,8 +255,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
             if i in done and not args.force:
                 print(f"    transfer[{i}] already materialized (--force redoes it)", flush=True)
                 continue
-            _execute(defs, instance, "transfer", str(i))
-    return print_query(settings.data_root, "transfer_pass_rate")
+            _execute(defs, instance, "transfer", str(i), experiment=settings.experiment)
+    return print_query(settings.data_root, "transfer_pass_rate", experiment=settings.experiment)
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
@@ -225,7 +275,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 def cmd_sql(args: argparse.Namespace) -> int:
     from restem_assets.analytics import print_query
 
-    return print_query(_settings(args).data_root, args.query, args.params, args.list)
+    settings = _settings(args)
+    return print_query(settings.data_root, args.query, args.params, args.list, experiment=settings.experiment)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -234,7 +285,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     settings = _settings(args)
     home = prepare_dagster_home(_dagster_home(args))
     print(f"dagster dev with DAGSTER_HOME={home}", flush=True)
-    env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_PROFILE=settings.profile, RESTEM_DATA_ROOT=settings.data_root)
+    env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_PROFILE=settings.profile, RESTEM_DATA_ROOT=settings.data_root,
+               RESTEM_EXPERIMENT=settings.experiment)
     os.execvpe("dagster", ["dagster", "dev", "--host", args.host, "--port", str(args.port)], env)
 
 
@@ -246,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--profile", help="default | code | ci | tiny (else $RESTEM_PROFILE, else default)")
         p.add_argument("--data-root", help="where tables and models go (else $RESTEM_DATA_ROOT, else ./data)")
         p.add_argument("--dagster-home", help="the Dagster instance directory (else $DAGSTER_HOME, else ./data/dagster_home)")
+        p.add_argument("--experiment", help="the named experiment (else $RESTEM_EXPERIMENT, else default): its own "
+                       "tables under <data root>/experiment=NAME and asset keys NAME/...")
 
     p = sub.add_parser("run", help="base evaluation plus N ReST^EM iterations, then the progress table")
     common(p)
@@ -255,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-iteration", type=int, metavar="I",
                    help="redo iterations I..N (and their evaluations), e.g. after iteration I's inputs changed")
     p.add_argument("--wait", action="store_true", help="if another driver runs on this instance, wait for it")
+    p.add_argument("--human-baseline", action="store_true",
+                   help="also fine-tune the base model on reference solutions (as many as iteration 1's SFT set) and "
+                   "evaluate it: the human-data row of the progress table")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="RESOURCE.FIELD=VALUE",
+                   help="change a setting of this experiment (repeatable), e.g. --set rest.samples_per_problem=4; "
+                   "a named experiment keeps the settings it was created with")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("estep", help="set-up plus the E-step of one iteration (samples, rewards, sft_set)")
@@ -289,11 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_ui)
 
     args = parser.parse_args(argv)
+    from restem_assets.experiments import ExperimentConfigError
     from restem_assets.locks import LockHeldError
 
     try:
         return args.func(args)
     except LockHeldError as exc:
+        print(f"restem: {exc}", file=sys.stderr)
+        return 2
+    except ExperimentConfigError as exc:
         print(f"restem: {exc}", file=sys.stderr)
         return 2
 

@@ -42,23 +42,25 @@ class LoopState:
         return sorted({p for _, p in self.stale})
 
 
-def read_loop_state(instance: dg.DagsterInstance, asset_graph=None) -> LoopState:
-    """The loop's state; with `asset_graph` (the Definitions' graph) stale materializations are found too."""
+def read_loop_state(instance: dg.DagsterInstance, asset_graph=None, prefix: tuple[str, ...] = ()) -> LoopState:
+    """The loop's state (of the experiment with asset-key prefix `prefix`); with `asset_graph` (the
+    Definitions' graph) stale materializations are found too."""
     def partitions(key: str) -> set[int]:
-        return {int(p) for p in instance.get_materialized_partitions(dg.AssetKey(key))}
+        return {int(p) for p in instance.get_materialized_partitions(dg.AssetKey([*prefix, key]))}
 
     evaluated: dict[int, float] = {}
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("evaluation")), limit=1000).records
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey([*prefix, "evaluation"])),
+                                              limit=1000).records
     for rec in sorted(records, key=lambda r: r.storage_id):
         mat = rec.asset_materialization
         if mat is not None and mat.partition is not None and "greedy_pass_at_1" in mat.metadata:
             evaluated[int(mat.partition)] = float(mat.metadata["greedy_pass_at_1"].value)
     return LoopState(
-        has_problems=instance.get_latest_materialization_event(dg.AssetKey("problems")) is not None,
+        has_problems=instance.get_latest_materialization_event(dg.AssetKey([*prefix, "problems"])) is not None,
         has_base_policy=0 in partitions("policy"),
         materialized={name: partitions(name) for name in ITERATION_ASSETS},
         evaluated=evaluated,
-        stale=stale_materializations(instance, asset_graph) if asset_graph is not None else {},
+        stale=stale_materializations(instance, asset_graph, prefix) if asset_graph is not None else {},
     )
 
 

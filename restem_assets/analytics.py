@@ -34,6 +34,8 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from restem_assets import schemas
+from restem_assets.costs import STAGE_COSTS
+from restem_assets.experiments import DEFAULT_EXPERIMENT, EXPERIMENTS
 from restem_assets.storage import DEFAULT_DATA_ROOT, CorruptTableError
 
 # sql/ ships as the package `restem_sql` (see pyproject.toml), so a non-editable install finds it too.
@@ -53,6 +55,8 @@ class Table:
     name: str
     schema: pa.Schema
     partitioned: bool = True  # files under iteration=<i>/, which becomes the `iteration` column
+    per_experiment: bool = True  # one copy per experiment (restem_assets/experiments.py): views carry `experiment`
+    level: str = ""  # a hive folder level above iteration=<i> (stage_costs: stage=<stage>), a VARCHAR column
 
 
 # Every table that gets a view. Adding a table is one line here plus --write-views.
@@ -68,6 +72,12 @@ TABLES: tuple[Table, ...] = (
     Table("rescores", schemas.RESCORES),
     Table("transfer_evaluations", schemas.TRANSFER_EVALUATIONS),
     Table("transfer_samples", schemas.TRANSFER_SAMPLES),
+    Table("human_sft_set", schemas.SFT_SET),
+    Table("human_finetune_log", schemas.FINETUNE_LOG),
+    Table("human_eval_samples", schemas.EVAL_SAMPLES),
+    Table("human_evaluations", schemas.EVALUATIONS),
+    Table("stage_costs", STAGE_COSTS, level="stage"),
+    Table("experiments", EXPERIMENTS, partitioned=False, per_experiment=False),
 )
 
 # Views built on the table views; hand-written, appended to views.sql as is.
@@ -77,6 +87,20 @@ CREATE OR REPLACE VIEW scored_samples AS
 SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details
 FROM samples AS s
 LEFT JOIN rewards AS r USING (iteration, problem_id, sample_idx);
+
+-- all_problem_status: per experiment, policy (iteration) and problem, solved or not. Test problems:
+-- greedy_solved (greedy decoding correct) and sampled_solved (any of the k evaluation samples, pass@k).
+-- Train problems: sampled_solved = any of the K E-step samples drawn from that policy (rewards of
+-- iteration + 1) correct; greedy_solved is NULL (train problems are not decoded greedily).
+CREATE OR REPLACE VIEW all_problem_status AS
+SELECT experiment, iteration, problem_id, 'test' AS split, greedy_correct AS greedy_solved,
+       n_correct > 0 AS sampled_solved
+FROM all_evaluations
+UNION ALL
+SELECT experiment, iteration - 1 AS iteration, problem_id, 'train' AS split, NULL::BOOLEAN AS greedy_solved,
+       bool_or(reward = 1) AS sampled_solved
+FROM all_rewards GROUP BY experiment, iteration, problem_id;
+CREATE OR REPLACE VIEW problem_status AS FROM all_problem_status WHERE experiment = getvariable('experiment');
 """
 
 _HEADER = """\
@@ -84,7 +108,11 @@ _HEADER = """\
 -- restem_assets/analytics.py and the Arrow schemas; edit those, not this file.
 --
 -- One view per restem table over the Parquet files under the variable data_root
--- (default 'data', relative to the current directory). From the repository root:
+-- (default 'data', relative to the current directory). Each table has two views:
+-- all_<table> over every experiment (column `experiment`: 'default' for files under
+-- <data_root>/<table>/, NAME for files under <data_root>/experiment=NAME/<table>/), and
+-- <table>, the rows of the experiment in the variable `experiment` (default 'default').
+-- From the repository root:
 --   duckdb -c "SET VARIABLE data_root = 'data'" -c ".read sql/views.sql" -c ".read sql/pass_rate_per_iteration.sql"
 -- A table with no files yet gets an empty view with the same columns, so every
 -- query runs (and returns no rows) on a fresh store. Whether a table has files is
@@ -95,6 +123,7 @@ _HEADER = """\
 -- view again on every query, so a corrupt file fails only the queries that read it.
 
 SET VARIABLE data_root = coalesce(getvariable('data_root'), 'data');
+SET VARIABLE experiment = coalesce(getvariable('experiment'), 'default');
 """
 
 
@@ -108,46 +137,81 @@ def _duckdb_types(schema: pa.Schema) -> list[tuple[str, str]]:
     return [(name, str(dtype)) for name, dtype in zip(rel.columns, rel.types)]
 
 
-def _file_pattern(table: Table) -> str:
-    """The table's files relative to the data root (what the view reads)."""
-    return f"{table.name}/*/*.parquet" if table.partitioned else f"{table.name}/*.parquet"
+EXPERIMENT_DIR = "experiment=*"  # named experiments' tables: <data_root>/experiment=NAME/<table>/...
 
 
-def _glob(table: Table) -> str:
-    return f"getvariable('data_root') || '/{_file_pattern(table)}'"
+def _file_pattern(table: Table, named: bool = False) -> str:
+    """The table's files relative to the data root (what the view reads); `named`: those of named experiments."""
+    levels = "*/" * (int(table.partitioned) + int(bool(table.level)))
+    pattern = f"{table.name}/{levels}*.parquet"
+    return f"{EXPERIMENT_DIR}/{pattern}" if named else pattern
 
 
-def _flag(table: Table) -> str:
-    return f"restem_has_{table.name}"
+def _glob(table: Table, named: bool = False) -> str:
+    return f"getvariable('data_root') || '/{_file_pattern(table, named)}'"
+
+
+def _flag(table: Table, named: bool = False) -> str:
+    return f"restem_has_{'experiment_' if named else ''}{table.name}"
 
 
 def _view_sql(table: Table) -> str:
+    types = ([(table.level, "VARCHAR")] if table.level else []) + ([("iteration", "BIGINT")] if table.partitioned else [])
+    hive_types = "{" + ", ".join(f"'{n}': '{t}'" for n, t in [*types, ("experiment", "VARCHAR")]) + "}"
+    named_options = f"hive_partitioning = true, hive_types = {hive_types}, union_by_name = true"
     if table.partitioned:
-        options = "hive_partitioning = true, hive_types = {'iteration': 'BIGINT'}, union_by_name = true"
-        columns = _duckdb_types(table.schema) + [("iteration", "BIGINT")]
+        default_types = "{" + ", ".join(f"'{n}': '{t}'" for n, t in types) + "}"
+        options = f"hive_partitioning = true, hive_types = {default_types}, union_by_name = true"
+        columns = _duckdb_types(table.schema) + types
     else:
         options = "hive_partitioning = false, union_by_name = true"
         columns = _duckdb_types(table.schema)
+    if table.per_experiment:
+        columns = columns + [("experiment", "VARCHAR")]
     empty = "SELECT\n" + ",\n".join(f'        NULL::{dtype} AS "{name}"' for name, dtype in columns) + "\n    LIMIT 0"
     # the typed empty row set first, by name: files written before a column existed read it as NULL
-    read = f"({empty})\nUNION ALL BY NAME\n(FROM read_parquet({_glob(table)}, {options}))"
-    flag = _flag(table)
+    default = f"(FROM read_parquet({_glob(table)}, {options}))"
     layout = "one folder per iteration" if table.partitioned else "unpartitioned"
+    flag = _flag(table)
+    if not table.per_experiment:
+        read = f"({empty})\nUNION ALL BY NAME\n{default}"
+        return (
+            f"-- {table.name} ({layout}, one for all experiments)\n"
+            f"SET VARIABLE {flag} = false;\n"
+            f"CREATE OR REPLACE VIEW {table.name} AS FROM query(CASE WHEN getvariable('{flag}')\n"
+            f"    THEN {_sql_string(read)}\n"
+            f"    ELSE {_sql_string(empty)}\n"
+            f"    END);\n"
+        )
+    default = (f"(SELECT *, {_sql_string(DEFAULT_EXPERIMENT)} AS experiment "
+               f"FROM read_parquet({_glob(table)}, {options}))")
+    named = f"(FROM read_parquet({_glob(table, named=True)}, {named_options}))"
+    named_flag = _flag(table, named=True)
+
+    def union(*parts: str) -> str:
+        return "\nUNION ALL BY NAME\n".join([f"({empty})", *parts])
+
     return (
-        f"-- {table.name} ({layout})\n"
+        f"-- {table.name} ({layout}; all_{table.name}: every experiment, {table.name}: getvariable('experiment'))\n"
         f"SET VARIABLE {flag} = false;\n"
-        f"CREATE OR REPLACE VIEW {table.name} AS FROM query(CASE WHEN getvariable('{flag}')\n"
-        f"    THEN {_sql_string(read)}\n"
+        f"SET VARIABLE {named_flag} = false;\n"
+        f"CREATE OR REPLACE VIEW all_{table.name} AS FROM query(CASE\n"
+        f"    WHEN getvariable('{flag}') AND getvariable('{named_flag}') THEN {_sql_string(union(default, named))}\n"
+        f"    WHEN getvariable('{flag}') THEN {_sql_string(union(default))}\n"
+        f"    WHEN getvariable('{named_flag}') THEN {_sql_string(union(named))}\n"
         f"    ELSE {_sql_string(empty)}\n"
         f"    END);\n"
+        f"CREATE OR REPLACE VIEW {table.name} AS FROM all_{table.name} WHERE experiment = getvariable('experiment');\n"
     )
 
 
 def _flags_sql() -> str:
-    return (
-        "-- Which tables have files, set only now that every view exists (see the header).\n"
-        + "".join(f"SET VARIABLE {_flag(t)} = (SELECT count(*) > 0 FROM glob({_glob(t)}));\n" for t in TABLES)
-    )
+    lines = []
+    for t in TABLES:
+        lines.append(f"SET VARIABLE {_flag(t)} = (SELECT count(*) > 0 FROM glob({_glob(t)}));\n")
+        if t.per_experiment:
+            lines.append(f"SET VARIABLE {_flag(t, True)} = (SELECT count(*) > 0 FROM glob({_glob(t, True)}));\n")
+    return "-- Which tables have files, set only now that every view exists (see the header).\n" + "".join(lines)
 
 
 def views_sql() -> str:
@@ -160,8 +224,10 @@ def write_views(path: Path = VIEWS_PATH) -> Path:
     return path
 
 
-def connect(root: str = DEFAULT_DATA_ROOT, storage_options: Mapping[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with restem's views over the store at `root`.
+def connect(root: str = DEFAULT_DATA_ROOT, storage_options: Mapping[str, Any] | None = None,
+            experiment: str = DEFAULT_EXPERIMENT) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with restem's views over the store at `root`; the views without
+    the `all_` prefix show `experiment` (the variable of that name, which a query may change).
 
     Local roots are read by DuckDB directly; any other fsspec root (s3://, memory://, ...)
     is read through the fsspec filesystem registered on this connection.
@@ -175,6 +241,7 @@ def connect(root: str = DEFAULT_DATA_ROOT, storage_options: Mapping[str, Any] | 
         con.register_filesystem(fs)
         data_root = fs.unstrip_protocol(path)
     con.execute("SET VARIABLE data_root = ?", [data_root])
+    con.execute("SET VARIABLE experiment = ?", [experiment])
     con.execute(VIEWS_PATH.read_text())
     return con
 
@@ -216,7 +283,8 @@ def query_df(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pl.Dat
 
 
 _QUOTED_PARQUET = re.compile(r"""['"]([^'"\n]+?\.parquet)['"]""")
-_TABLE_FILE = re.compile(r"(?:^|/)(?P<table>[^/]+)/(?:iteration=(?P<iteration>-?\d+)/)?[^/]+\.parquet$")
+_TABLE_FILE = re.compile(r"(?:^|/)(?P<table>[^/]+)/(?:stage=[^/]+/)?(?:iteration=(?P<iteration>-?\d+)/)?[^/]+\.parquet$")
+_EXPERIMENT_FILE = re.compile(r"/experiment=(?P<experiment>[^/]+)/[^/]+/(?:iteration=-?\d+/)?[^/]+\.parquet$")
 # What reading a bad file raises: DuckDB names the file in IO / invalid-input errors; a corrupt
 # page that passes the footer check can surface as a bare duckdb.Error (e.g. a thrift exception).
 _FILE_ERRORS = (duckdb.IOException, duckdb.InvalidInputException, duckdb.InternalException,
@@ -238,6 +306,9 @@ def _describe_file(path: str, reason: str) -> str:
     m = _TABLE_FILE.search(path)
     if m and m["table"] in {t.name for t in TABLES}:
         where = f"table '{m['table']}'" + (f" (iteration {m['iteration']})" if m["iteration"] is not None else "")
+        named = _EXPERIMENT_FILE.search(path)
+        if named:
+            where += f" of experiment '{named['experiment']}'"
     else:
         where = "a table"
     return f"{where}: {path} is not a readable Parquet file ({reason})"
@@ -251,11 +322,12 @@ def _table_files(con: duckdb.DuckDBPyConnection) -> list[str]:
         return []
     files = []
     for table in TABLES if root else ():
-        try:
-            rows = con.execute("SELECT file FROM glob(?)", [f"{root}/{_file_pattern(table)}"]).fetchall()
-        except duckdb.Error:
-            continue
-        files += [row[0] for row in rows]
+        for named in (False, True) if table.per_experiment else (False,):
+            try:
+                rows = con.execute("SELECT file FROM glob(?)", [f"{root}/{_file_pattern(table, named)}"]).fetchall()
+            except duckdb.Error:
+                continue
+            files += [row[0] for row in rows]
     return files
 
 
@@ -284,10 +356,11 @@ def _unreadable_files(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> list
 
 
 def run_query(
-    root: str, name: str, *, storage_options: Mapping[str, Any] | None = None, **params: Any
+    root: str, name: str, *, storage_options: Mapping[str, Any] | None = None,
+    experiment: str = DEFAULT_EXPERIMENT, **params: Any
 ) -> pl.DataFrame:
-    """Run the query `sql/<name>.sql` over the store at `root`; see query_df for params."""
-    con = connect(root, storage_options)
+    """Run the query `sql/<name>.sql` over the store at `root` (views of `experiment`); see query_df for params."""
+    con = connect(root, storage_options, experiment)
     try:
         return query_df(con, name, **params)
     finally:
@@ -314,13 +387,14 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
-def print_query(root: str, name: str | None, params: Sequence[str] = (), list_only: bool = False) -> int:
+def print_query(root: str, name: str | None, params: Sequence[str] = (), list_only: bool = False,
+                experiment: str = DEFAULT_EXPERIMENT) -> int:
     """What `restem sql` prints: the query names, or one query's table; a bad name or parameter is one line."""
     if list_only or not name:
         print("\n".join(list_queries()))
         return 0
     try:
-        df = run_query(root, name, **parse_params(params))
+        df = run_query(root, name, experiment=experiment, **parse_params(params))
     except (UnknownQueryError, ValueError) as exc:
         print(f"restem sql: {exc}", file=sys.stderr)
         return 2

@@ -25,9 +25,11 @@ COLUMNS = [
 ]
 
 
-def progress_frame(root: str, storage_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
-    """iteration_progress plus each policy's greedy pass@1 gain over the base model with a 95% paired interval."""
-    con = connect(root, storage_options)
+def progress_frame(root: str, storage_options: Mapping[str, Any] | None = None,
+                   experiment: str = "default") -> pl.DataFrame:
+    """iteration_progress of `experiment` (under the shared data root `root`) plus each policy's greedy pass@1
+    gain over the base model with a 95% paired interval."""
+    con = connect(root, storage_options, experiment)
     try:
         df = query_df(con, "iteration_progress")
         greedy = con.execute("SELECT iteration, problem_id, greedy_correct FROM evaluations").fetchall()
@@ -59,8 +61,9 @@ def _fmt(value: Any, name: str) -> str:
 
 
 def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float]] | None = None,
-                      omitted: Mapping[int, str] | None = None) -> str:
-    """A markdown table: one row per policy, metrics plus wall seconds per stage; then why rows were left out."""
+                      omitted: Mapping[int, str] | None = None, human: pl.DataFrame | None = None) -> str:
+    """A markdown table: one row per policy, metrics plus wall seconds per stage, the human-data baseline's row
+    (`human`, from `human_baseline_frame`) when it was run; then why rows were left out."""
     timings = timings or {}
     stages = sorted({s for t in timings.values() for s in t})
     k = df["k"].max() if df.height else None
@@ -71,6 +74,12 @@ def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float
         t = timings.get(int(row["iteration"]), {})
         cells += [f"{t[s]:.0f}" if s in t else "–" for s in stages]
         lines.append("| " + " | ".join(cells) + " |")
+    if human is not None and human.height:
+        h = human.row(0, named=True)
+        values = {"iteration": "human data", "greedy_pass_at_1": _fmt(h["greedy_pass_at_1"], "greedy_pass_at_1"),
+                  "greedy_gain_vs_base": h["vs_base_ci"] or "–", "pass_at_k": _fmt(h["pass_at_k"], "pass_at_k"),
+                  "maj_at_k": _fmt(h["maj_at_k"], "maj_at_k"), "sft_examples": str(h["sft_examples"])}
+        lines.append("| " + " | ".join([values.get(name, "–") for name, _ in COLUMNS] + ["–"] * len(stages)) + " |")
     for it, why in sorted((omitted or {}).items()):
         lines.append(f"\nIteration {it} left out: {why} (redo it with `restem run --from-iteration {max(it, 1)}`).")
     return "\n".join(lines) + "\n"
@@ -107,3 +116,174 @@ def improved(history: Sequence[float], min_delta: float = 0.0) -> bool:
     if len(history) < 2:
         return True
     return history[-1] > max(history[:-1]) + min_delta
+
+
+# -- the paper's analyses: experiments side by side, per-problem learning, difficulty, cost ------------------
+def _greedy_by_policy(con, experiment: str | None = None) -> dict[tuple[str, int], dict[str, bool]]:
+    rows = con.execute("SELECT experiment, iteration, problem_id, greedy_correct FROM all_evaluations").fetchall()
+    out: dict[tuple[str, int], dict[str, bool]] = {}
+    for exp, it, pid, ok in rows:
+        if experiment is None or exp == experiment:
+            out.setdefault((exp, int(it)), {})[pid] = bool(ok)
+    return out
+
+
+def _interval(before: Mapping[str, bool] | None, after: Mapping[str, bool] | None) -> str | None:
+    """"+d [lo, hi]" in points: the paired difference over the same problems (None if they differ)."""
+    if not before or not after or set(before) != set(after):
+        return None
+    ids = sorted(before)
+    d, lo, hi = paired_difference_interval([before[p] for p in ids], [after[p] for p in ids])
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def analysis_frames(root: str, storage_options: Mapping[str, Any] | None = None,
+                    experiment: str = "default") -> dict[str, pl.DataFrame]:
+    """The analysis queries over the shared data root: `compare` (every experiment, with paired intervals),
+    and for `experiment`: `learning`, `buckets`, `cost`, `human` (the human-data baseline's evaluation)."""
+    con = connect(root, storage_options, experiment)
+    try:
+        compare = query_df(con, "compare_experiments")
+        learning = query_df(con, "problem_learning").filter(pl.col("experiment") == experiment)
+        buckets = query_df(con, "difficulty_buckets").filter(pl.col("experiment") == experiment)
+        cost = query_df(con, "cost_per_iteration").filter(pl.col("experiment") == experiment)
+        greedy = _greedy_by_policy(con)
+        human = human_baseline_frame(con, experiment)
+    finally:
+        con.close()
+    reference = experiment if any(e == experiment for e, _ in greedy) else None
+    vs_base, vs_ref = [], []
+    for exp, it in zip(compare["experiment"].to_list(), compare["iteration"].to_list()):
+        vs_base.append(_interval(greedy.get((exp, 0)), greedy.get((exp, int(it)))) if it else None)
+        vs_ref.append(_interval(greedy.get((reference, int(it))), greedy.get((exp, int(it))))
+                      if reference is not None and exp != reference else None)
+    compare = compare.with_columns(pl.Series("gain_vs_base_ci", vs_base, dtype=pl.String),
+                                   pl.Series("vs_reference_ci", vs_ref, dtype=pl.String))
+    return {"compare": compare, "learning": learning, "buckets": buckets, "cost": cost, "human": human}
+
+
+def human_baseline_frame(con, experiment: str) -> pl.DataFrame:
+    """The human-data baseline's held-out metrics with its paired difference to the base model and to
+    iteration 1 (tables human_evaluations / human_sft_set), empty when it was never run."""
+    rows = con.sql("""
+        SELECT h.iteration, count(*) AS test_problems, avg(h.greedy_correct::DOUBLE) AS greedy_pass_at_1,
+               avg(h.pass_at_k) AS pass_at_k, avg(h.majority_correct::DOUBLE) AS maj_at_k, max(h.k) AS k,
+               (SELECT count(*) FROM human_sft_set AS s WHERE s.iteration = h.iteration) AS sft_examples
+        FROM human_evaluations AS h GROUP BY h.iteration ORDER BY h.iteration""").pl()
+    if not rows.height:
+        return rows
+    human = {pid: bool(ok) for pid, ok in con.execute(
+        "SELECT problem_id, greedy_correct FROM human_evaluations WHERE iteration = "
+        "(SELECT max(iteration) FROM human_evaluations)").fetchall()}
+    greedy = _greedy_by_policy(con, experiment)
+    return rows.tail(1).with_columns(
+        pl.Series("vs_base_ci", [_interval(greedy.get((experiment, 0)), human)], dtype=pl.String),
+        pl.Series("vs_iteration_1_ci", [_interval(human, greedy.get((experiment, 1)))], dtype=pl.String))
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def analyses_markdown(frames: Mapping[str, pl.DataFrame], experiment: str = "default") -> str:
+    """Markdown sections after the progress table: human-data baseline, experiments side by side,
+    per-problem learning, difficulty buckets and cost, each only when it has rows."""
+    out: list[str] = []
+    human = frames.get("human")
+    if human is not None and human.height:
+        h = human.row(0, named=True)
+        out += ["\n## Human-data baseline (SFT of the base model on reference solutions)\n",
+                "| policy | SFT examples | greedy pass@1 | vs base, pts (95% CI) | iteration 1 vs it, pts (95% CI) | "
+                f"pass@{h['k']} | maj@{h['k']} |", "|---|---|---|---|---|---|---|",
+                f"| human data | {h['sft_examples']} | {_pct(h['greedy_pass_at_1'])} | {h['vs_base_ci'] or '–'} | "
+                f"{h['vs_iteration_1_ci'] or '–'} | {_pct(h['pass_at_k'])} | {_pct(h['maj_at_k'])} |"]
+    compare = frames.get("compare")
+    if compare is not None and compare["experiment"].n_unique() > 1:
+        out += [f"\n## Experiments side by side (`restem sql compare_experiments`; reference: {experiment})\n",
+                "| iter | experiment | K | init_from | greedy pass@1 | vs its base, pts (95% CI) | "
+                f"vs {experiment}, pts (95% CI) | pass@k | maj@k | correct samples | SFT examples | train loss |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in compare.iter_rows(named=True):
+            loss = "–" if r["final_train_loss"] is None else f"{r['final_train_loss']:.3f}"
+            out.append(f"| {r['iteration']} | {r['experiment']} | {r['samples_per_problem'] or '–'} | "
+                       f"{r['init_from'] or '–'} | {_pct(r['greedy_pass_at_1'])} | {r['gain_vs_base_ci'] or '–'} | "
+                       f"{r['vs_reference_ci'] or '–'} | {_pct(r['pass_at_k'])} | {_pct(r['maj_at_k'])} | "
+                       f"{r['correct_samples'] if r['correct_samples'] is not None else '–'} | "
+                       f"{r['sft_examples'] if r['sft_examples'] is not None else '–'} | {loss} |")
+    learning = frames.get("learning")
+    if learning is not None and learning.height:
+        out += ["\n## Per-problem learning (`restem sql problem_learning`)\n",
+                "| split | measure | iter | solved | newly solved | retained | forgotten |", "|---|---|---|---|---|---|---|"]
+        for r in learning.iter_rows(named=True):
+            moved = [("–" if r[c] is None else str(r[c])) for c in ("newly_solved", "retained", "forgotten")]
+            out.append(f"| {r['split']} | {r['measure']} | {r['iteration']} | {r['solved']} / {r['problems']} | "
+                       + " | ".join(moved) + " |")
+    buckets = frames.get("buckets")
+    if buckets is not None and buckets.height:
+        iterations = sorted(set(buckets["iteration"].to_list()))
+        out += ["\n## Greedy pass@1 by difficulty (`restem sql difficulty_buckets`)\n",
+                "| bucketing | bucket | problems | " + " | ".join(f"iter {i}" for i in iterations) + " |",
+                "|---|---|---|" + "---|" * len(iterations)]
+        for (bucketing, bucket), group in buckets.group_by(["bucketing", "bucket"], maintain_order=True):
+            by_it = dict(zip(group["iteration"].to_list(), group["greedy_pass_at_1"].to_list()))
+            out.append(f"| {bucketing} | {bucket} | {group['problems'].max()} | "
+                       + " | ".join(_pct(by_it.get(i)) for i in iterations) + " |")
+    cost = frames.get("cost")
+    if cost is not None and cost.height:
+        totals = cost.filter(pl.col("stage") == "all")
+        out += ["\n## Cost per iteration (`restem sql cost_per_iteration`; evaluation i = policy i)\n",
+                "| iter | wall s | CPU s | GPU s | peak RSS MB | prompt tokens | generated tokens | cost |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in totals.iter_rows(named=True):
+            gpu = "–" if r["gpu_seconds"] is None else f"{r['gpu_seconds']:.0f}"
+            out.append(f"| {r['iteration']} | {r['wall_seconds']:.0f} | {r['cpu_seconds']:.0f} | {gpu} | "
+                       f"{r['peak_rss_mb']:.0f} | {r['prompt_tokens'] if r['prompt_tokens'] is not None else '–'} | "
+                       f"{r['generated_tokens'] if r['generated_tokens'] is not None else '–'} | {r['cost']:.4f} |")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def analyses_chart_png(df: pl.DataFrame, frames: Mapping[str, pl.DataFrame]) -> bytes:
+    """The progress chart plus the analyses: held-out metrics with the human-data baseline as a dashed line,
+    greedy pass@1 per difficulty bucket, and newly solved / forgotten test problems (greedy) per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx, cx) = plt.subplots(1, 3, figsize=(15, 3.8), dpi=100)
+    k = df["k"].max() if df.height else "k"
+    for col, label in (("greedy_pass_at_1", "greedy pass@1"), ("pass_at_k", f"pass@{k}"), ("maj_at_k", f"maj@{k}")):
+        if df.height and any(v is not None for v in df[col].to_list()):
+            ax.plot(df["iteration"].to_list(), [100 * (v or 0) for v in df[col].to_list()], marker="o", label=label)
+    human = frames.get("human")
+    if human is not None and human.height:
+        ax.axhline(100 * human["greedy_pass_at_1"][0], linestyle="--", color="gray", label="human data (greedy)")
+    ax.set(xlabel="iteration (0 = base model)", ylabel="held-out accuracy (%)", title="ReST^EM progress")
+    buckets = frames.get("buckets")
+    if buckets is not None and buckets.height:
+        for (bucketing, bucket), group in buckets.group_by(["bucketing", "bucket"], maintain_order=True):
+            bx.plot(group["iteration"].to_list(), [100 * (v or 0) for v in group["greedy_pass_at_1"].to_list()],
+                    marker="o", label=f"{bucket} ({bucketing.replace('_', ' ')}, n={group['problems'].max()})")
+        bx.set_xticks(sorted(set(buckets["iteration"].to_list())))
+    bx.set(xlabel="iteration", ylabel="greedy pass@1 (%)", title="by difficulty")
+    learning = frames.get("learning")
+    if learning is not None and learning.height:
+        g = learning.filter((pl.col("split") == "test") & (pl.col("measure") == "greedy") & (pl.col("iteration") > 0))
+        its = g["iteration"].to_list()
+        cx.bar([i - 0.2 for i in its], g["newly_solved"].fill_null(0).to_list(), width=0.4, label="newly solved")
+        cx.bar([i + 0.2 for i in its], [-v for v in g["forgotten"].fill_null(0).to_list()], width=0.4, label="forgotten")
+        cx.axhline(0, color="black", linewidth=0.5)
+        if its:
+            cx.set_xticks(its)
+    cx.set(xlabel="iteration", ylabel="test problems (greedy)", title="learned / forgotten")
+    for axis in (ax, bx, cx):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    if df.height:
+        ax.set_xticks(df["iteration"].to_list())
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

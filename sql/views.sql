@@ -2,7 +2,11 @@
 -- restem_assets/analytics.py and the Arrow schemas; edit those, not this file.
 --
 -- One view per restem table over the Parquet files under the variable data_root
--- (default 'data', relative to the current directory). From the repository root:
+-- (default 'data', relative to the current directory). Each table has two views:
+-- all_<table> over every experiment (column `experiment`: 'default' for files under
+-- <data_root>/<table>/, NAME for files under <data_root>/experiment=NAME/<table>/), and
+-- <table>, the rows of the experiment in the variable `experiment` (default 'default').
+-- From the repository root:
 --   duckdb -c "SET VARIABLE data_root = 'data'" -c ".read sql/views.sql" -c ".read sql/pass_rate_per_iteration.sql"
 -- A table with no files yet gets an empty view with the same columns, so every
 -- query runs (and returns no rows) on a fresh store. Whether a table has files is
@@ -13,11 +17,13 @@
 -- view again on every query, so a corrupt file fails only the queries that read it.
 
 SET VARIABLE data_root = coalesce(getvariable('data_root'), 'data');
+SET VARIABLE experiment = coalesce(getvariable('experiment'), 'default');
 
--- problems (unpartitioned)
+-- problems (unpartitioned; all_problems: every experiment, problems: getvariable('experiment'))
 SET VARIABLE restem_has_problems = false;
-CREATE OR REPLACE VIEW problems AS FROM query(CASE WHEN getvariable('restem_has_problems')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_problems = false;
+CREATE OR REPLACE VIEW all_problems AS FROM query(CASE
+    WHEN getvariable('restem_has_problems') AND getvariable('restem_has_experiment_problems') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::VARCHAR AS "split",
         NULL::VARCHAR AS "task",
@@ -26,10 +32,41 @@ CREATE OR REPLACE VIEW problems AS FROM query(CASE WHEN getvariable('restem_has_
         NULL::VARCHAR AS "question",
         NULL::VARCHAR AS "answer",
         NULL::VARCHAR AS "solution",
-        NULL::VARCHAR AS "metadata"
+        NULL::VARCHAR AS "metadata",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/problems/*.parquet'', hive_partitioning = false, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/problems/*.parquet'', hive_partitioning = false, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/problems/*.parquet'', hive_partitioning = true, hive_types = {''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_problems') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "split",
+        NULL::VARCHAR AS "task",
+        NULL::VARCHAR AS "domain",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "question",
+        NULL::VARCHAR AS "answer",
+        NULL::VARCHAR AS "solution",
+        NULL::VARCHAR AS "metadata",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/problems/*.parquet'', hive_partitioning = false, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_problems') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "split",
+        NULL::VARCHAR AS "task",
+        NULL::VARCHAR AS "domain",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "question",
+        NULL::VARCHAR AS "answer",
+        NULL::VARCHAR AS "solution",
+        NULL::VARCHAR AS "metadata",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/problems/*.parquet'', hive_partitioning = true, hive_types = {''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::VARCHAR AS "split",
@@ -39,14 +76,17 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "question",
         NULL::VARCHAR AS "answer",
         NULL::VARCHAR AS "solution",
-        NULL::VARCHAR AS "metadata"
+        NULL::VARCHAR AS "metadata",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW problems AS FROM all_problems WHERE experiment = getvariable('experiment');
 
--- samples (one folder per iteration)
+-- samples (one folder per iteration; all_samples: every experiment, samples: getvariable('experiment'))
 SET VARIABLE restem_has_samples = false;
-CREATE OR REPLACE VIEW samples AS FROM query(CASE WHEN getvariable('restem_has_samples')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_samples = false;
+CREATE OR REPLACE VIEW all_samples AS FROM query(CASE
+    WHEN getvariable('restem_has_samples') AND getvariable('restem_has_experiment_samples') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "prompt",
@@ -61,10 +101,53 @@ CREATE OR REPLACE VIEW samples AS FROM query(CASE WHEN getvariable('restem_has_s
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_samples') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_samples') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -80,14 +163,17 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW samples AS FROM all_samples WHERE experiment = getvariable('experiment');
 
--- rewards (one folder per iteration)
+-- rewards (one folder per iteration; all_rewards: every experiment, rewards: getvariable('experiment'))
 SET VARIABLE restem_has_rewards = false;
-CREATE OR REPLACE VIEW rewards AS FROM query(CASE WHEN getvariable('restem_has_rewards')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_rewards = false;
+CREATE OR REPLACE VIEW all_rewards AS FROM query(CASE
+    WHEN getvariable('restem_has_rewards') AND getvariable('restem_has_experiment_rewards') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "extracted_answer",
@@ -96,10 +182,41 @@ CREATE OR REPLACE VIEW rewards AS FROM query(CASE WHEN getvariable('restem_has_r
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_rewards') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_rewards') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/rewards/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -109,37 +226,68 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW rewards AS FROM all_rewards WHERE experiment = getvariable('experiment');
 
--- sft_set (one folder per iteration)
+-- sft_set (one folder per iteration; all_sft_set: every experiment, sft_set: getvariable('experiment'))
 SET VARIABLE restem_has_sft_set = false;
-CREATE OR REPLACE VIEW sft_set AS FROM query(CASE WHEN getvariable('restem_has_sft_set')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_sft_set = false;
+CREATE OR REPLACE VIEW all_sft_set AS FROM query(CASE
+    WHEN getvariable('restem_has_sft_set') AND getvariable('restem_has_experiment_sft_set') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW sft_set AS FROM all_sft_set WHERE experiment = getvariable('experiment');
 
--- evaluations (one folder per iteration)
+-- evaluations (one folder per iteration; all_evaluations: every experiment, evaluations: getvariable('experiment'))
 SET VARIABLE restem_has_evaluations = false;
-CREATE OR REPLACE VIEW evaluations AS FROM query(CASE WHEN getvariable('restem_has_evaluations')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_evaluations = false;
+CREATE OR REPLACE VIEW all_evaluations AS FROM query(CASE
+    WHEN getvariable('restem_has_evaluations') AND getvariable('restem_has_experiment_evaluations') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::VARCHAR AS "greedy_answer",
         NULL::BOOLEAN AS "greedy_correct",
@@ -149,10 +297,43 @@ CREATE OR REPLACE VIEW evaluations AS FROM query(CASE WHEN getvariable('restem_h
         NULL::DOUBLE AS "pass_at_k",
         NULL::VARCHAR AS "majority_answer",
         NULL::BOOLEAN AS "majority_correct",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::VARCHAR AS "greedy_answer",
@@ -163,14 +344,17 @@ UNION ALL BY NAME
         NULL::DOUBLE AS "pass_at_k",
         NULL::VARCHAR AS "majority_answer",
         NULL::BOOLEAN AS "majority_correct",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW evaluations AS FROM all_evaluations WHERE experiment = getvariable('experiment');
 
--- eval_samples (one folder per iteration)
+-- eval_samples (one folder per iteration; all_eval_samples: every experiment, eval_samples: getvariable('experiment'))
 SET VARIABLE restem_has_eval_samples = false;
-CREATE OR REPLACE VIEW eval_samples AS FROM query(CASE WHEN getvariable('restem_has_eval_samples')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_eval_samples = false;
+CREATE OR REPLACE VIEW all_eval_samples AS FROM query(CASE
+    WHEN getvariable('restem_has_eval_samples') AND getvariable('restem_has_experiment_eval_samples') THEN '(SELECT
         NULL::VARCHAR AS "mode",
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -192,10 +376,67 @@ CREATE OR REPLACE VIEW eval_samples AS FROM query(CASE WHEN getvariable('restem_
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "mode",
         NULL::VARCHAR AS "problem_id",
@@ -218,56 +459,111 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW eval_samples AS FROM all_eval_samples WHERE experiment = getvariable('experiment');
 
--- finetune_log (one folder per iteration)
+-- finetune_log (one folder per iteration; all_finetune_log: every experiment, finetune_log: getvariable('experiment'))
 SET VARIABLE restem_has_finetune_log = false;
-CREATE OR REPLACE VIEW finetune_log AS FROM query(CASE WHEN getvariable('restem_has_finetune_log')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_finetune_log = false;
+CREATE OR REPLACE VIEW all_finetune_log AS FROM query(CASE
+    WHEN getvariable('restem_has_finetune_log') AND getvariable('restem_has_experiment_finetune_log') THEN '(SELECT
         NULL::INTEGER AS "step",
         NULL::DOUBLE AS "epoch",
         NULL::DOUBLE AS "loss",
         NULL::DOUBLE AS "learning_rate",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::INTEGER AS "step",
         NULL::DOUBLE AS "epoch",
         NULL::DOUBLE AS "loss",
         NULL::DOUBLE AS "learning_rate",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW finetune_log AS FROM all_finetune_log WHERE experiment = getvariable('experiment');
 
--- reward_audit (one folder per iteration)
+-- reward_audit (one folder per iteration; all_reward_audit: every experiment, reward_audit: getvariable('experiment'))
 SET VARIABLE restem_has_reward_audit = false;
-CREATE OR REPLACE VIEW reward_audit AS FROM query(CASE WHEN getvariable('restem_has_reward_audit')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_reward_audit = false;
+CREATE OR REPLACE VIEW all_reward_audit AS FROM query(CASE
+    WHEN getvariable('restem_has_reward_audit') AND getvariable('restem_has_experiment_reward_audit') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "rule",
         NULL::VARCHAR AS "detail",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_reward_audit') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "rule",
+        NULL::VARCHAR AS "detail",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_reward_audit') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "rule",
+        NULL::VARCHAR AS "detail",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/reward_audit/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "rule",
         NULL::VARCHAR AS "detail",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW reward_audit AS FROM all_reward_audit WHERE experiment = getvariable('experiment');
 
--- rescores (one folder per iteration)
+-- rescores (one folder per iteration; all_rescores: every experiment, rescores: getvariable('experiment'))
 SET VARIABLE restem_has_rescores = false;
-CREATE OR REPLACE VIEW rescores AS FROM query(CASE WHEN getvariable('restem_has_rescores')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_rescores = false;
+CREATE OR REPLACE VIEW all_rescores AS FROM query(CASE
+    WHEN getvariable('restem_has_rescores') AND getvariable('restem_has_experiment_rescores') THEN '(SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
         NULL::VARCHAR AS "extracted_answer",
@@ -276,10 +572,41 @@ CREATE OR REPLACE VIEW rescores AS FROM query(CASE WHEN getvariable('restem_has_
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_rescores') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_rescores') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/rescores/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -289,35 +616,64 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW rescores AS FROM all_rescores WHERE experiment = getvariable('experiment');
 
--- transfer_evaluations (one folder per iteration)
+-- transfer_evaluations (one folder per iteration; all_transfer_evaluations: every experiment, transfer_evaluations: getvariable('experiment'))
 SET VARIABLE restem_has_transfer_evaluations = false;
-CREATE OR REPLACE VIEW transfer_evaluations AS FROM query(CASE WHEN getvariable('restem_has_transfer_evaluations')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_transfer_evaluations = false;
+CREATE OR REPLACE VIEW all_transfer_evaluations AS FROM query(CASE
+    WHEN getvariable('restem_has_transfer_evaluations') AND getvariable('restem_has_experiment_transfer_evaluations') THEN '(SELECT
         NULL::VARCHAR AS "benchmark",
         NULL::VARCHAR AS "problem_id",
         NULL::BOOLEAN AS "greedy_correct",
         NULL::VARCHAR AS "reason",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/transfer_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/transfer_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/transfer_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_transfer_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "benchmark",
+        NULL::VARCHAR AS "problem_id",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::VARCHAR AS "reason",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/transfer_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_transfer_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "benchmark",
+        NULL::VARCHAR AS "problem_id",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::VARCHAR AS "reason",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/transfer_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "benchmark",
         NULL::VARCHAR AS "problem_id",
         NULL::BOOLEAN AS "greedy_correct",
         NULL::VARCHAR AS "reason",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0'
     END);
+CREATE OR REPLACE VIEW transfer_evaluations AS FROM all_transfer_evaluations WHERE experiment = getvariable('experiment');
 
--- transfer_samples (one folder per iteration)
+-- transfer_samples (one folder per iteration; all_transfer_samples: every experiment, transfer_samples: getvariable('experiment'))
 SET VARIABLE restem_has_transfer_samples = false;
-CREATE OR REPLACE VIEW transfer_samples AS FROM query(CASE WHEN getvariable('restem_has_transfer_samples')
-    THEN '(SELECT
+SET VARIABLE restem_has_experiment_transfer_samples = false;
+CREATE OR REPLACE VIEW all_transfer_samples AS FROM query(CASE
+    WHEN getvariable('restem_has_transfer_samples') AND getvariable('restem_has_experiment_transfer_samples') THEN '(SELECT
         NULL::VARCHAR AS "mode",
         NULL::VARCHAR AS "problem_id",
         NULL::INTEGER AS "sample_idx",
@@ -339,10 +695,67 @@ CREATE OR REPLACE VIEW transfer_samples AS FROM query(CASE WHEN getvariable('res
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
     LIMIT 0)
 UNION ALL BY NAME
-(FROM read_parquet(getvariable(''data_root'') || ''/transfer_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/transfer_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/transfer_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_transfer_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/transfer_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_transfer_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/transfer_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
     ELSE 'SELECT
         NULL::VARCHAR AS "mode",
         NULL::VARCHAR AS "problem_id",
@@ -365,7 +778,415 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "details",
         NULL::VARCHAR AS "verifier",
         NULL::VARCHAR AS "verifier_version",
-        NULL::BIGINT AS "iteration"
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW transfer_samples AS FROM all_transfer_samples WHERE experiment = getvariable('experiment');
+
+-- human_sft_set (one folder per iteration; all_human_sft_set: every experiment, human_sft_set: getvariable('experiment'))
+SET VARIABLE restem_has_human_sft_set = false;
+SET VARIABLE restem_has_experiment_human_sft_set = false;
+CREATE OR REPLACE VIEW all_human_sft_set AS FROM query(CASE
+    WHEN getvariable('restem_has_human_sft_set') AND getvariable('restem_has_experiment_human_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_sft_set') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_sft_set/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_sft_set AS FROM all_human_sft_set WHERE experiment = getvariable('experiment');
+
+-- human_finetune_log (one folder per iteration; all_human_finetune_log: every experiment, human_finetune_log: getvariable('experiment'))
+SET VARIABLE restem_has_human_finetune_log = false;
+SET VARIABLE restem_has_experiment_human_finetune_log = false;
+CREATE OR REPLACE VIEW all_human_finetune_log AS FROM query(CASE
+    WHEN getvariable('restem_has_human_finetune_log') AND getvariable('restem_has_experiment_human_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_finetune_log') THEN '(SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_finetune_log/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::INTEGER AS "step",
+        NULL::DOUBLE AS "epoch",
+        NULL::DOUBLE AS "loss",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_finetune_log AS FROM all_human_finetune_log WHERE experiment = getvariable('experiment');
+
+-- human_eval_samples (one folder per iteration; all_human_eval_samples: every experiment, human_eval_samples: getvariable('experiment'))
+SET VARIABLE restem_has_human_eval_samples = false;
+SET VARIABLE restem_has_experiment_human_eval_samples = false;
+CREATE OR REPLACE VIEW all_human_eval_samples AS FROM query(CASE
+    WHEN getvariable('restem_has_human_eval_samples') AND getvariable('restem_has_experiment_human_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_eval_samples') THEN '(SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_eval_samples/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "mode",
+        NULL::VARCHAR AS "problem_id",
+        NULL::INTEGER AS "sample_idx",
+        NULL::VARCHAR AS "prompt",
+        NULL::VARCHAR AS "completion",
+        NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "finish_reason",
+        NULL::VARCHAR AS "policy_id",
+        NULL::VARCHAR AS "policy_path",
+        NULL::VARCHAR AS "engine",
+        NULL::FLOAT AS "temperature",
+        NULL::INTEGER AS "top_k",
+        NULL::FLOAT AS "top_p",
+        NULL::INTEGER AS "max_new_tokens",
+        NULL::BIGINT AS "seed",
+        NULL::VARCHAR AS "extracted_answer",
+        NULL::FLOAT AS "reward",
+        NULL::VARCHAR AS "reason",
+        NULL::VARCHAR AS "details",
+        NULL::VARCHAR AS "verifier",
+        NULL::VARCHAR AS "verifier_version",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_eval_samples AS FROM all_human_eval_samples WHERE experiment = getvariable('experiment');
+
+-- human_evaluations (one folder per iteration; all_human_evaluations: every experiment, human_evaluations: getvariable('experiment'))
+SET VARIABLE restem_has_human_evaluations = false;
+SET VARIABLE restem_has_experiment_human_evaluations = false;
+CREATE OR REPLACE VIEW all_human_evaluations AS FROM query(CASE
+    WHEN getvariable('restem_has_human_evaluations') AND getvariable('restem_has_experiment_human_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_human_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_human_evaluations') THEN '(SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/human_evaluations/*/*.parquet'', hive_partitioning = true, hive_types = {''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "problem_id",
+        NULL::VARCHAR AS "greedy_answer",
+        NULL::BOOLEAN AS "greedy_correct",
+        NULL::INTEGER AS "k",
+        NULL::INTEGER AS "n_correct",
+        NULL::DOUBLE AS "pass_at_1",
+        NULL::DOUBLE AS "pass_at_k",
+        NULL::VARCHAR AS "majority_answer",
+        NULL::BOOLEAN AS "majority_correct",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW human_evaluations AS FROM all_human_evaluations WHERE experiment = getvariable('experiment');
+
+-- stage_costs (one folder per iteration; all_stage_costs: every experiment, stage_costs: getvariable('experiment'))
+SET VARIABLE restem_has_stage_costs = false;
+SET VARIABLE restem_has_experiment_stage_costs = false;
+CREATE OR REPLACE VIEW all_stage_costs AS FROM query(CASE
+    WHEN getvariable('restem_has_stage_costs') AND getvariable('restem_has_experiment_stage_costs') THEN '(SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT''}, union_by_name = true))
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    WHEN getvariable('restem_has_stage_costs') THEN '(SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(SELECT *, ''default'' AS experiment FROM read_parquet(getvariable(''data_root'') || ''/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT''}, union_by_name = true))'
+    WHEN getvariable('restem_has_experiment_stage_costs') THEN '(SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiment=*/stage_costs/*/*/*.parquet'', hive_partitioning = true, hive_types = {''stage'': ''VARCHAR'', ''iteration'': ''BIGINT'', ''experiment'': ''VARCHAR''}, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::DOUBLE AS "wall_seconds",
+        NULL::DOUBLE AS "cpu_seconds",
+        NULL::DOUBLE AS "gpu_seconds",
+        NULL::INTEGER AS "gpus",
+        NULL::BIGINT AS "peak_rss_bytes",
+        NULL::BIGINT AS "prompt_tokens",
+        NULL::BIGINT AS "generated_tokens",
+        NULL::BIGINT AS "trained_tokens",
+        NULL::DOUBLE AS "cpu_hour_price",
+        NULL::DOUBLE AS "gpu_hour_price",
+        NULL::VARCHAR AS "host",
+        NULL::VARCHAR AS "run_id",
+        NULL::TIMESTAMP WITH TIME ZONE AS "recorded_at",
+        NULL::VARCHAR AS "stage",
+        NULL::BIGINT AS "iteration",
+        NULL::VARCHAR AS "experiment"
+    LIMIT 0'
+    END);
+CREATE OR REPLACE VIEW stage_costs AS FROM all_stage_costs WHERE experiment = getvariable('experiment');
+
+-- experiments (unpartitioned, one for all experiments)
+SET VARIABLE restem_has_experiments = false;
+CREATE OR REPLACE VIEW experiments AS FROM query(CASE WHEN getvariable('restem_has_experiments')
+    THEN '(SELECT
+        NULL::VARCHAR AS "experiment",
+        NULL::VARCHAR AS "profile",
+        NULL::VARCHAR AS "task",
+        NULL::VARCHAR AS "model",
+        NULL::BIGINT AS "samples_per_problem",
+        NULL::DOUBLE AS "temperature",
+        NULL::BIGINT AS "max_per_problem",
+        NULL::VARCHAR AS "init_from",
+        NULL::VARCHAR AS "finetune_method",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::DOUBLE AS "epochs",
+        NULL::VARCHAR AS "overrides",
+        NULL::VARCHAR AS "config",
+        NULL::TIMESTAMP WITH TIME ZONE AS "created_at"
+    LIMIT 0)
+UNION ALL BY NAME
+(FROM read_parquet(getvariable(''data_root'') || ''/experiments/*.parquet'', hive_partitioning = false, union_by_name = true))'
+    ELSE 'SELECT
+        NULL::VARCHAR AS "experiment",
+        NULL::VARCHAR AS "profile",
+        NULL::VARCHAR AS "task",
+        NULL::VARCHAR AS "model",
+        NULL::BIGINT AS "samples_per_problem",
+        NULL::DOUBLE AS "temperature",
+        NULL::BIGINT AS "max_per_problem",
+        NULL::VARCHAR AS "init_from",
+        NULL::VARCHAR AS "finetune_method",
+        NULL::DOUBLE AS "learning_rate",
+        NULL::DOUBLE AS "epochs",
+        NULL::VARCHAR AS "overrides",
+        NULL::VARCHAR AS "config",
+        NULL::TIMESTAMP WITH TIME ZONE AS "created_at"
     LIMIT 0'
     END);
 
@@ -375,15 +1196,51 @@ SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details
 FROM samples AS s
 LEFT JOIN rewards AS r USING (iteration, problem_id, sample_idx);
 
+-- all_problem_status: per experiment, policy (iteration) and problem, solved or not. Test problems:
+-- greedy_solved (greedy decoding correct) and sampled_solved (any of the k evaluation samples, pass@k).
+-- Train problems: sampled_solved = any of the K E-step samples drawn from that policy (rewards of
+-- iteration + 1) correct; greedy_solved is NULL (train problems are not decoded greedily).
+CREATE OR REPLACE VIEW all_problem_status AS
+SELECT experiment, iteration, problem_id, 'test' AS split, greedy_correct AS greedy_solved,
+       n_correct > 0 AS sampled_solved
+FROM all_evaluations
+UNION ALL
+SELECT experiment, iteration - 1 AS iteration, problem_id, 'train' AS split, NULL::BOOLEAN AS greedy_solved,
+       bool_or(reward = 1) AS sampled_solved
+FROM all_rewards GROUP BY experiment, iteration, problem_id;
+CREATE OR REPLACE VIEW problem_status AS FROM all_problem_status WHERE experiment = getvariable('experiment');
+
 -- Which tables have files, set only now that every view exists (see the header).
 SET VARIABLE restem_has_problems = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/problems/*.parquet'));
+SET VARIABLE restem_has_experiment_problems = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/problems/*.parquet'));
 SET VARIABLE restem_has_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/samples/*/*.parquet'));
+SET VARIABLE restem_has_experiment_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/samples/*/*.parquet'));
 SET VARIABLE restem_has_rewards = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/rewards/*/*.parquet'));
+SET VARIABLE restem_has_experiment_rewards = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/rewards/*/*.parquet'));
 SET VARIABLE restem_has_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/sft_set/*/*.parquet'));
+SET VARIABLE restem_has_experiment_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/sft_set/*/*.parquet'));
 SET VARIABLE restem_has_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/evaluations/*/*.parquet'));
+SET VARIABLE restem_has_experiment_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/evaluations/*/*.parquet'));
 SET VARIABLE restem_has_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_experiment_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/eval_samples/*/*.parquet'));
 SET VARIABLE restem_has_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_experiment_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/finetune_log/*/*.parquet'));
 SET VARIABLE restem_has_reward_audit = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/reward_audit/*/*.parquet'));
+SET VARIABLE restem_has_experiment_reward_audit = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/reward_audit/*/*.parquet'));
 SET VARIABLE restem_has_rescores = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/rescores/*/*.parquet'));
+SET VARIABLE restem_has_experiment_rescores = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/rescores/*/*.parquet'));
 SET VARIABLE restem_has_transfer_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/transfer_evaluations/*/*.parquet'));
+SET VARIABLE restem_has_experiment_transfer_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/transfer_evaluations/*/*.parquet'));
 SET VARIABLE restem_has_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/transfer_samples/*/*.parquet'));
+SET VARIABLE restem_has_experiment_transfer_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/transfer_samples/*/*.parquet'));
+SET VARIABLE restem_has_human_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_sft_set/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_sft_set = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_sft_set/*/*.parquet'));
+SET VARIABLE restem_has_human_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_finetune_log = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_finetune_log/*/*.parquet'));
+SET VARIABLE restem_has_human_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_eval_samples = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_eval_samples/*/*.parquet'));
+SET VARIABLE restem_has_human_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/human_evaluations/*/*.parquet'));
+SET VARIABLE restem_has_experiment_human_evaluations = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/human_evaluations/*/*.parquet'));
+SET VARIABLE restem_has_stage_costs = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/stage_costs/*/*/*.parquet'));
+SET VARIABLE restem_has_experiment_stage_costs = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiment=*/stage_costs/*/*/*.parquet'));
+SET VARIABLE restem_has_experiments = (SELECT count(*) > 0 FROM glob(getvariable('data_root') || '/experiments/*.parquet'));

@@ -16,7 +16,7 @@ def test_from_env_reads_every_variable_and_explicit_values_win(tmp_path):
 
 
 def test_unknown_profile_is_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"'huge' is not one of \['ci', 'code', 'default', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"'huge' is not one of \['ci', 'code', 'default', 'tiny', 'tiny_easy'\]"):
         Settings.from_env({"RESTEM_PROFILE": "huge"})
 
 

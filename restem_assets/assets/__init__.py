@@ -5,7 +5,7 @@ functions are thin and call the plain modules of `restem_assets`, which import n
 Dagster. `dagster_project` wires these into Definitions, jobs and sensors.
 """
 
-from restem_assets.assets import estep, evaluation, mstep, policy, problems, progress
+from restem_assets.assets import estep, evaluation, human, mstep, policy, problems, progress
 
 ALL_ASSETS = [
     problems.problems,
@@ -17,5 +17,15 @@ ALL_ASSETS = [
     mstep.finetune,
     evaluation.evaluation,
     evaluation.transfer_evaluation,
+    human.human_baseline,
     progress.progress,
 ]
+
+
+def experiment_assets(experiment: str = "default") -> list:
+    """ALL_ASSETS as experiment `experiment` has them: unprefixed for `default`, else under the key prefix
+    `experiment/` (restem_assets/experiments.py, assets/namespace.py)."""
+    from restem_assets.assets.namespace import prefix_assets
+    from restem_assets.experiments import key_prefix
+
+    return prefix_assets(ALL_ASSETS, key_prefix(experiment))

@@ -8,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 
+from restem_assets.costs import STAGE_COSTS, StageMeter, stage_table
 from restem_assets.locks import FileLock, LockHeldError
 from restem_assets.storage import ParquetStore
 
@@ -72,3 +73,13 @@ def partition_lock(context: dg.AssetExecutionContext, root: str, name: str):
         yield
     finally:
         lock.release()
+
+
+@contextmanager
+def metered(context: dg.AssetExecutionContext, store: ParquetStore, stage: str, iteration: int, rest=None):
+    """Measure the block (restem_assets/costs.py) and, when it succeeds, write its `stage_costs` row."""
+    meter = StageMeter()
+    with meter:
+        yield meter
+    row = meter.row(context.run.run_id, getattr(rest, "cpu_hour_price", None), getattr(rest, "gpu_hour_price", None))
+    store.write_table(stage_table(stage), [row], STAGE_COSTS, iteration)

@@ -8,7 +8,9 @@ import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions, previous_policy_mapping
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
+from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
+                                         read_problems)
+from restem_assets.costs import count_prompt_tokens, local_model_dir
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.sampling import SamplingStats, sample_rows
@@ -35,7 +37,8 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
     if not train:
         raise ValueError("the problems table has no train split: nothing to sample")
     params = rest.estep_params(iteration)
-    with partition_lock(context, storage.root, f"iteration={iteration}"):
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            metered(context, store, "samples", iteration, rest) as meter:
         staging = ChunkStaging(store, "samples", iteration, SAMPLES,
                                request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)},
                                flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
@@ -51,6 +54,10 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
         else:  # every sample was finished before the interruption: no engine needed
             stats, engine_name = SamplingStats(resumed=len(done)), "none"
         rows = staging.publish()
+        tokens = store.read_table("samples", iteration, columns=["prompt", "n_tokens"])
+        meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
+                         prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
+                                                    local_model_dir(policy.path)))
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={
@@ -85,7 +92,7 @@ def rewards(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.M
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     stats = RewardStats()
     t0 = time.perf_counter()
-    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+    with partition_lock(context, storage.root, f"iteration={iteration}"), metered(context, store, "rewards", iteration), \
             store.writer("rewards", REWARDS, iteration) as writer:
         for batch in store.iter_batches("samples", iteration, batch_size=2048,
                                         columns=["problem_id", "sample_idx", "completion"]):
@@ -141,7 +148,8 @@ def sft_set(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     splits = {pid: p["split"] for pid, p in problems_by_id.items()}
     flagged = audit_rows(rows, problems_by_id)
-    with partition_lock(context, storage.root, f"iteration={iteration}"):
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            metered(context, store, "sft_set", iteration, rest):
         store.write_table("sft_set", rows, SFT_SET, iteration)
         store.write_table("reward_audit", flagged, REWARD_AUDIT, iteration)
     audit = summarize_audit(flagged)

@@ -8,7 +8,9 @@ import dagster as dg
 
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, progress_logger, read_problems
+from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
+                                         read_problems)
+from restem_assets.costs import count_prompt_tokens, local_model_dir
 from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.evaluation import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
@@ -36,7 +38,8 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
     by_id = {p["problem_id"]: p for p in all_problems}
     t0 = time.perf_counter()
     greedy, sampled = rest.greedy_params(), rest.eval_sampling_params()
-    with partition_lock(context, storage.root, f"evaluation={iteration}"):
+    with partition_lock(context, storage.root, f"evaluation={iteration}"), \
+            metered(context, store, "evaluation", iteration, rest) as meter:
         staging = ChunkStaging(store, "eval_samples", iteration, EVAL_SAMPLES, request={
             "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
             "sampled": dataclasses.asdict(sampled)}, flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
@@ -51,6 +54,10 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
                                             done_rows=done)
         staging.publish()
         store.write_table("evaluations", rows, EVALUATIONS, iteration)
+        tokens = store.read_table("eval_samples", iteration, columns=["prompt", "n_tokens"])
+        meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
+                         prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
+                                                    local_model_dir(policy.path)))
     seconds = time.perf_counter() - t0
     maj = "n/a (code)" if summary.maj_at_k is None else f"{summary.maj_at_k:.3f}"
     context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %s", iteration,
@@ -64,6 +71,8 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
             "greedy_pass_at_1": summary.greedy_pass_at_1,
             "pass_at_1": summary.pass_at_1,
             f"pass_at_{summary.k}": summary.pass_at_k,
+            "pass_at_k": summary.pass_at_k,  # k-independent names: the asset page plots them per partition
+            **({"maj_at_k": summary.maj_at_k} if summary.maj_at_k is not None else {}),
             **({f"maj_at_{summary.k}": summary.maj_at_k} if summary.maj_at_k is not None else {}),
             "greedy_format_rate": summary.greedy_format_rate,
             "wall_seconds": round(seconds, 1),

@@ -10,7 +10,8 @@ import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions
 from restem_assets.assets.resources import ReSTResource, StorageResource
-from restem_assets.assets.common import TORCH_POOL, markdown_table, partition_lock, read_problems
+from restem_assets.assets.common import TORCH_POOL, markdown_table, metered, partition_lock, read_problems
+from restem_assets.assets.namespace import prefix_of
 from restem_assets.assets.policy import lookup_policy, report_policy
 from restem_assets.atomic import is_local, upload_dir
 from restem_assets.distributed_finetune import LAUNCHERS, accelerate_command, read_result, worker_env, write_request
@@ -75,7 +76,7 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     if rest.finetune_launcher not in LAUNCHERS:
         raise ValueError(f"rest.finetune_launcher must be one of {LAUNCHERS}, got {rest.finetune_launcher!r}")
     store = storage.store()
-    init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration))
+    init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration), prefix_of(context))
     rows = store.read_table("sft_set", iteration).to_pylist()
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     records = conversational_records(rows, problems_by_id)
@@ -91,9 +92,11 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     pipes_metadata: dict = {}
     trainer = accelerate_trainer(context, rest, pipes_metadata) if rest.finetune_launcher == "accelerate" else run_finetune
     POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
-    with partition_lock(context, storage.root, f"iteration={iteration}"):
+    with partition_lock(context, storage.root, f"iteration={iteration}"), \
+            metered(context, store, "finetune", iteration, rest) as meter:
         result = _train(store, local_init, records, target, settings, trainer)
         store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
+        meter.add_tokens(trained=result.completion_tokens)
     model_url = store.url(target)
     report_policy(context, iteration, model_url, version=version, init_from=init.policy_id, init_version=init.version,
                   examples=result.examples)

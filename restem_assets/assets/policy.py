@@ -12,6 +12,7 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
+from restem_assets.assets.namespace import Prefix, key, prefix_of
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import ModelResource
 from restem_assets.policy import Policy, PolicyNotFoundError, directory_fingerprint, policy_id
@@ -36,10 +37,11 @@ def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, 
     # Dagster takes an external asset's data version from observations: this is what turns
     # samples[i+1] and evaluation[i] STALE when policy[i] is replaced. The observation goes
     # first, so a consumer's recorded input (the materialization) is never older than it.
-    context.log_event(dg.AssetObservation(asset_key=POLICY_KEY, partition=str(iteration), tags={DATA_VERSION_TAG: version}))
+    policy_key = key("policy", prefix_of(context))
+    context.log_event(dg.AssetObservation(asset_key=policy_key, partition=str(iteration), tags={DATA_VERSION_TAG: version}))
     context.log_event(
         dg.AssetMaterialization(
-            asset_key=POLICY_KEY,
+            asset_key=policy_key,
             partition=str(iteration),
             metadata={"path": dg.MetadataValue.path(path), "policy_id": policy_id(iteration), "version": version,
                       **metadata},
@@ -48,9 +50,11 @@ def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, 
     )
 
 
-def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None) -> str | None:
-    """The id of a queued or running run that will (re)materialize policy[iteration], if any."""
-    producer = dg.AssetKey("base_model" if iteration == 0 else "finetune")
+def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None,
+                       prefix: Prefix = ()) -> str | None:
+    """The id of a queued or running run that will (re)materialize policy[iteration] (of the experiment
+    with key prefix `prefix`), if any."""
+    producer = key("base_model" if iteration == 0 else "finetune", prefix)
     runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES)))
     for run in runs:
         if run.run_id == exclude_run_id or producer not in (run.asset_selection or set()):
@@ -62,31 +66,34 @@ def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run
 
 def require_policy(context: dg.AssetExecutionContext, iteration: int, wait_s: int = 30) -> Policy:
     """policy[iteration] for the running step (see `policy_when_ready`)."""
-    return policy_when_ready(context.instance, iteration, context.run.run_id, context.log, wait_s)
+    return policy_when_ready(context.instance, iteration, context.run.run_id, context.log, wait_s, prefix_of(context))
 
 
 def policy_when_ready(instance: dg.DagsterInstance, iteration: int, run_id: str | None, log=None,
-                      wait_s: int = 30) -> Policy:
+                      wait_s: int = 30, prefix: Prefix = ()) -> Policy:
     """policy[iteration], waiting (the step is retried every `wait_s`, holding no pool slot) while a run
     that will produce it is queued or running: a backfill over several iterations then runs them in
     order whatever the instance's run concurrency."""
-    pending = producer_in_flight(instance, iteration, exclude_run_id=run_id)
+    pending = producer_in_flight(instance, iteration, exclude_run_id=run_id, prefix=prefix)
     if pending is not None:
         if log is not None:
             log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, pending, wait_s)
         raise dg.RetryRequested(max_retries=10_000, seconds_to_wait=wait_s)
-    return lookup_policy(instance, iteration)
+    return lookup_policy(instance, iteration, prefix)
 
 
-def lookup_policy(instance: dg.DagsterInstance, iteration: int) -> Policy:
-    """The model recorded for policy[iteration]; fails clearly when its producer never ran."""
+def lookup_policy(instance: dg.DagsterInstance, iteration: int, prefix: Prefix = ()) -> Policy:
+    """The model recorded for policy[iteration] (of the experiment with key prefix `prefix`); fails clearly
+    when its producer never ran."""
+    policy_key = key("policy", prefix)
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=POLICY_KEY, asset_partitions=[str(iteration)]), limit=1
+        dg.AssetRecordsFilter(asset_key=policy_key, asset_partitions=[str(iteration)]), limit=1
     ).records
     if not records:
         producer = "the `base_model` asset" if iteration == 0 else f"iteration {iteration}'s `finetune` partition"
+        where = f" of experiment {prefix[0]!r}" if prefix else ""
         raise PolicyNotFoundError(
-            f"policy[{iteration}] has never been materialized: materialize {producer} first "
+            f"policy[{iteration}]{where} has never been materialized: materialize {producer} first "
             f"(iteration {iteration + 1} samples from it; restem never falls back to another model)"
         )
     meta = records[0].asset_materialization.metadata

@@ -6,19 +6,21 @@ import posixpath
 import dagster as dg
 import polars as pl
 
+from restem_assets.assets.namespace import key, prefix_of
 from restem_assets.assets.resources import StorageResource
 from restem_assets.assets.staleness import asset_graph, stale_materializations
 from restem_assets.atomic import write_bytes
-from restem_assets.progress_report import progress_chart_png, progress_frame, progress_markdown
+from restem_assets.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame, progress_markdown
 
 TIMED_STAGES = ("samples", "rewards", "sft_set", "finetune", "evaluation")
 
 
-def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
+def stage_timings(instance: dg.DagsterInstance, prefix: tuple[str, ...] = ()) -> dict[int, dict[str, float]]:
     """Latest wall_seconds per stage and iteration, from the materializations' metadata."""
     out: dict[int, dict[str, float]] = {}
     for stage in TIMED_STAGES:
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage)), limit=1000).records
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key(stage, prefix)),
+                                                  limit=1000).records
         for rec in sorted(records, key=lambda r: r.storage_id):  # later records overwrite earlier ones
             mat = rec.asset_materialization
             if mat is None or mat.partition is None or "wall_seconds" not in mat.metadata:
@@ -27,10 +29,11 @@ def stage_timings(instance: dg.DagsterInstance) -> dict[int, dict[str, float]]:
     return out
 
 
-def stale_rows(instance: dg.DagsterInstance, iterations: list[int]) -> dict[int, str]:
+def stale_rows(instance: dg.DagsterInstance, iterations: list[int], prefix: tuple[str, ...] = ()) -> dict[int, str]:
     """Iteration -> why its row is stale: any of its stages (or its evaluation) is."""
     out: dict[int, str] = {}
-    for (name, i), why in sorted(stale_materializations(instance, asset_graph()).items(), key=lambda kv: kv[0][1]):
+    stale = stale_materializations(instance, asset_graph(prefix), prefix)
+    for (name, i), why in sorted(stale.items(), key=lambda kv: kv[0][1]):
         if i in iterations:
             out.setdefault(i, f"{name}[{i}] is stale: {why}")
     return out
@@ -40,16 +43,20 @@ def stale_rows(instance: dg.DagsterInstance, iterations: list[int]) -> dict[int,
     deps=["evaluation", "finetune", "sft_set", "rewards"],
     group_name="evaluation",
     description="Per-iteration table (greedy pass@1, pass@k, maj@k, correct samples, coverage, train loss, stage "
-    "times) and chart, computed with DuckDB over all iterations.",
+    "times, the human-data baseline's row) and chart, computed with DuckDB over all iterations; then the "
+    "experiments side by side, per-problem learning, difficulty buckets and cost.",
 )
 def progress(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     store = storage.store()
-    df = progress_frame(storage.root, storage.storage_options)
-    omitted = stale_rows(context.instance, df["iteration"].to_list())
+    prefix = prefix_of(context)
+    df = progress_frame(storage.shared_root(), storage.storage_options, storage.experiment)
+    omitted = stale_rows(context.instance, df["iteration"].to_list(), prefix)
     if omitted:  # a row would mix generations (e.g. an old evaluation with a newer fine-tune): leave it out
         df = df.filter(~pl.col("iteration").is_in(list(omitted)))
-    table = progress_markdown(df, stage_timings(context.instance), omitted)
-    png = progress_chart_png(df)
+    frames = analysis_frames(storage.shared_root(), storage.storage_options, storage.experiment)
+    table = (progress_markdown(df, stage_timings(context.instance, prefix), omitted, human=frames["human"])
+             + analyses_markdown(frames, storage.experiment))
+    png = analyses_chart_png(df, frames)
     report_dir = store.table_dir("reports")
     for name, payload in (("progress.md", table.encode()), ("progress.png", png)):
         write_bytes(store.fs, posixpath.join(report_dir, name), payload)

@@ -19,6 +19,8 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from restem_assets.experiments import check_name as check_experiment_name
+from restem_assets.experiments import experiment_root
 from restem_assets.generation import SamplingParams, make_engine
 from restem_assets.generation.engine_pool import POOL, VLLM_BREAK_EVEN_TOKENS, choose_kind
 from restem_assets.model_cache import resolve_model
@@ -36,9 +38,15 @@ class StorageResource(dg.ConfigurableResource):
 
     root: str = Field(default_factory=lambda: absolute_root(DEFAULT_DATA_ROOT), description="local path or fsspec URL")
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    experiment: str = Field("default", description="the experiment whose tables live under `root` (restem_assets/experiments.py)")
+    data_root: str = Field("", description="the data root every experiment shares ('' = root: the default experiment)")
 
     def store(self) -> ParquetStore:
         return ParquetStore(self.root, self.storage_options)
+
+    def shared_root(self) -> str:
+        """The data root of every experiment (SQL across experiments reads from here)."""
+        return self.data_root or self.root
 
     def models_dir(self) -> str:
         return self.store().url(self.store().table_dir("models"))
@@ -114,6 +122,9 @@ class ReSTResource(dg.ConfigurableResource):
     # the loop (the CLI driver and the continue_rest_loop sensor)
     target_iterations: int = Field(2, description="how many iterations the loop runs")
     stop_when_no_improvement: bool = Field(True, description="stop when held-out greedy pass@1 stops improving")
+    # cost accounting (stage_costs table, sql/cost_per_iteration.sql)
+    cpu_hour_price: float = Field(0.0, description="price of one CPU-core hour, for the cost column (0: not priced)")
+    gpu_hour_price: float = Field(0.0, description="price of one GPU hour, for the cost column (0: not priced)")
 
     def estep_params(self, iteration: int) -> SamplingParams:
         return SamplingParams(n=self.samples_per_problem, temperature=self.temperature, top_k=self.top_k,
@@ -242,6 +253,14 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         # the five engine starts of a demo cost more than compiled decoding saves.
         "engine": {"vllm_enforce_eager": True},
     },
+    # End-to-end tests of the analyses (experiments, human-data baseline): tiny, on one-digit two-term
+    # sums, which the embedded model answers often enough that every SFT set has examples.
+    "tiny_easy": {
+        "task": {"train_size": 8, "test_size": 4,
+                 "config": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}},
+        "rest": {"samples_per_problem": 2, "max_new_tokens": 16, "eval_samples": 2, "eval_max_new_tokens": 16,
+                 "finetune_max_steps": 1, "checkpoint_rows": 4},
+    },
     # Unit/e2e tests: seconds per stage.
     "tiny": {
         "task": {"train_size": 6, "test_size": 4},
@@ -260,7 +279,7 @@ RESOURCE_CLASSES: dict[str, type[dg.ConfigurableResource]] = {
 class Settings:
     """What the environment may choose, read in one place (`from_env`), never at import time.
 
-    RESTEM_PROFILE, RESTEM_DATA_ROOT, RESTEM_BASE_MODEL and RESTEM_ENGINE; the CLI
+    RESTEM_PROFILE, RESTEM_DATA_ROOT, RESTEM_BASE_MODEL, RESTEM_ENGINE and RESTEM_EXPERIMENT; the CLI
     builds the same object from its flags instead.
     """
 
@@ -268,10 +287,12 @@ class Settings:
     data_root: str = DEFAULT_DATA_ROOT
     base_model: str = "default"
     engine: str = "auto"
+    experiment: str = "default"
 
     def __post_init__(self):
         if self.profile not in PROFILES:
             raise ValueError(f"profile {self.profile!r} is not one of {sorted(PROFILES)}")
+        check_experiment_name(self.experiment)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **explicit: Any) -> "Settings":
@@ -282,6 +303,7 @@ class Settings:
             "data_root": env.get("RESTEM_DATA_ROOT") or cls.data_root,
             "base_model": env.get("RESTEM_BASE_MODEL") or cls.base_model,
             "engine": env.get("RESTEM_ENGINE") or cls.engine,
+            "experiment": env.get("RESTEM_EXPERIMENT") or cls.experiment,
         }
         values.update({k: v for k, v in explicit.items() if v is not None})
         return cls(**values)
@@ -296,7 +318,8 @@ def build_resources(settings: Settings | None = None,
     if unknown:
         raise ValueError(f"overrides for unknown resources {unknown}; known: {sorted(RESOURCE_CLASSES)}")
     base: dict[str, dict[str, Any]] = {
-        "storage": {"root": absolute_root(settings.data_root)},
+        "storage": {"root": experiment_root(absolute_root(settings.data_root), settings.experiment),
+                    "experiment": settings.experiment, "data_root": absolute_root(settings.data_root)},
         "model": {"base_model": settings.base_model},
         "engine": {"kind": settings.engine},
     }
@@ -308,6 +331,12 @@ def build_resources(settings: Settings | None = None,
         fields = {**base.get(key, {}), **copy.deepcopy(PROFILES[settings.profile].get(key, {})), **overrides.get(key, {})}
         out[key] = with_defaults(cls, fields)()
     return out
+
+
+def resolved_config(resources: Mapping[str, dg.ConfigurableResource]) -> dict[str, dict[str, Any]]:
+    """Every field of the task, model, rest and engine resources (what an experiment records)."""
+    return {key: {name: copy.deepcopy(getattr(resources[key], name)) for name in RESOURCE_CLASSES[key].model_fields}
+            for key in ("task", "model", "rest", "engine")}
 
 
 def with_defaults(cls: type[dg.ConfigurableResource], values: Mapping[str, Any]) -> type[dg.ConfigurableResource]:

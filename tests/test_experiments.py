@@ -1,0 +1,158 @@
+"""Named experiments without the model: names, overrides, the registry, prefixed Definitions, analyses report."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from dagster_project.definitions import build_definitions
+from restem_assets.assets.resources import Settings, build_resources, resolved_config
+from restem_assets.experiments import (Experiment, ExperimentConfigError, check_name, experiment_root, key_prefix,
+                                       parse_overrides, read_registry, register)
+from restem_assets.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame
+from restem_assets.storage import ParquetStore
+from tests.test_sql_experiments import write_experiments
+
+
+def test_names_roots_and_prefixes(tmp_path):
+    assert key_prefix("default") == () and key_prefix("k4") == ("k4",)
+    assert experiment_root("/d/", "default") == "/d" and experiment_root("/d", "k4") == "/d/experiment=k4"
+    for bad in ("", "4k", "a/b", "a-b", "x" * 41, "a=b"):
+        with pytest.raises(ValueError, match="experiment name"):
+            check_name(bad)
+    with pytest.raises(ValueError, match="experiment name"):
+        Settings(experiment="bad name")
+
+
+def test_parse_overrides():
+    assert parse_overrides(["rest.samples_per_problem=4", "rest.init_from=previous", "task.config={\"a\": [1]}"]) == {
+        "rest": {"samples_per_problem": 4, "init_from": "previous"}, "task": {"config": {"a": [1]}}}
+    with pytest.raises(ValueError, match="resource.field=value"):
+        parse_overrides(["samples_per_problem=4"])
+
+
+def test_storage_of_a_named_experiment_is_its_namespace(tmp_path):
+    res = build_resources(Settings(profile="tiny", data_root=str(tmp_path), experiment="k4"))
+    assert res["storage"].root == f"{tmp_path}/experiment=k4"
+    assert res["storage"].shared_root() == str(tmp_path) and res["storage"].experiment == "k4"
+    default = build_resources(Settings(profile="tiny", data_root=str(tmp_path)))["storage"]
+    assert default.root == str(tmp_path) and default.shared_root() == str(tmp_path)
+
+
+def test_registry_records_and_refuses_another_configuration(tmp_path):
+    store = ParquetStore(str(tmp_path))
+    k4 = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 4}})
+    register(store, Experiment("k4", "tiny", {"rest": {"samples_per_problem": 4}}, resolved_config(k4)))
+    # the same configuration again, and a change that does not identify results (loop length): accepted
+    longer = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 4, "target_iterations": 5}})
+    register(store, Experiment("k4", "tiny", {"rest": {"samples_per_problem": 4}}, resolved_config(longer)))
+    k8 = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 8}})
+    with pytest.raises(ExperimentConfigError, match=r"rest.samples_per_problem: 4 -> 8"):
+        register(store, Experiment("k4", "tiny", {"rest": {"samples_per_problem": 8}}, resolved_config(k8)))
+    # `default` predates the registry: a new configuration replaces its record
+    register(store, Experiment("default", "tiny", {}, resolved_config(k4)))
+    register(store, Experiment("default", "tiny", {}, resolved_config(k8)))
+    known = read_registry(store)
+    assert sorted(known) == ["default", "k4"]
+    assert known["default"].config["rest"]["samples_per_problem"] == 8
+    assert known["k4"].overrides == {"rest": {"samples_per_problem": 4}}
+
+
+def test_definitions_of_a_named_experiment_are_prefixed(tmp_path):
+    defs = build_definitions(Settings(profile="tiny", data_root=str(tmp_path), experiment="k4"))
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"k4/samples", "k4/policy", "k4/finetune", "k4/evaluation", "k4/human_baseline", "k4/progress"} <= keys
+    assert not any("/" not in k for k in keys)
+    samples = graph.get(dg.AssetKey(["k4", "samples"]))
+    assert samples.parent_keys == {dg.AssetKey(["k4", "policy"]), dg.AssetKey(["k4", "problems"])}
+    # samples[3] reads policy[2] of the same experiment
+    mapping = defs.resolve_assets_def(dg.AssetKey(["k4", "samples"])).get_partition_mapping(dg.AssetKey(["k4", "policy"]))
+    assert mapping.downstream_partition_keys_by_upstream_partition_key["2"] in ("3", {"3"})
+    checks = {c.to_user_string() for c in graph.asset_check_keys}
+    assert "k4/sft_set:sft_set_not_empty" in checks
+    job = defs.resolve_job_def("iteration")
+    assert job.tags["restem/experiment"] == "k4"
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
+        "k4/samples", "k4/rewards", "k4/sft_set", "k4/finetune"}
+    # the default experiment keeps the unprefixed keys existing instances and data use
+    default = build_definitions(Settings(profile="tiny", data_root=str(tmp_path))).resolve_asset_graph()
+    assert dg.AssetKey("samples") in default.get_all_asset_keys()
+
+
+@pytest.mark.parametrize("experiment", ["default", "k4"])
+def test_definitions_are_loadable_as_the_webserver_loads_them(tmp_path, experiment):
+    """What `dagster dev` checks (unique op and job names, resources): execute_in_process alone does not."""
+    dg.Definitions.validate_loadable(build_definitions(Settings(profile="tiny", data_root=str(tmp_path),
+                                                                experiment=experiment)))
+
+
+def test_named_experiment_definitions_use_its_recorded_overrides(tmp_path):
+    store = ParquetStore(str(tmp_path))
+    k4 = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 4}})
+    register(store, Experiment("k4", "tiny", {"rest": {"samples_per_problem": 4}}, resolved_config(k4)))
+    defs = build_definitions(Settings(profile="tiny", data_root=str(tmp_path), experiment="k4"))
+    assert defs.resources["rest"].samples_per_problem == 4
+
+
+def test_analyses_report_over_two_experiments(tmp_path):
+    root = str(tmp_path / "data")
+    write_experiments(root)
+    frames = analysis_frames(root, experiment="default")
+    compare = frames["compare"]
+    assert compare["experiment"].to_list() == ["default", "k4", "default", "k4", "default"]
+    # default 1 vs its base: t1 gained, t3 kept -> +33.3 points; k4 1 vs default 1: t1 lost, t2 gained -> 0
+    assert compare["gain_vs_base_ci"].to_list()[2].startswith("+33.3 [")
+    assert compare["vs_reference_ci"].to_list()[3].startswith("+0.0 [")
+    md = analyses_markdown(frames, "default")
+    for title in ("Experiments side by side", "Per-problem learning", "Greedy pass@1 by difficulty", "Cost per iteration"):
+        assert title in md
+    assert "| test | greedy | 2 | 2 / 3 | 1 | 1 | 1 |" in md  # t2 new, t1 kept, t3 forgotten
+    assert "left out" not in md and "Human-data baseline" not in md  # no baseline in this history
+    png = analyses_chart_png(progress_frame(root), frames)
+    assert png.startswith(b"\x89PNG")
+
+
+def test_human_baseline_row_and_intervals(tmp_path):
+    """The human-data row: its greedy pass@1 and paired differences to the base model and to iteration 1."""
+    from restem_assets import schemas
+    from restem_assets.progress_report import progress_markdown
+
+    root = str(tmp_path / "data")
+    write_experiments(root)
+    store = ParquetStore(root)
+    store.write_table("human_sft_set", [{"problem_id": p, "sample_idx": 0, "prompt": "Q", "completion": "A", "n_tokens": None}
+                                        for p in ("p1", "p2")], schemas.SFT_SET, iteration=1)
+    store.write_table("human_evaluations", [
+        {"problem_id": pid, "greedy_answer": "1", "greedy_correct": ok, "k": 4, "n_correct": n, "pass_at_1": n / 4,
+         "pass_at_k": float(n > 0), "majority_answer": "1", "majority_correct": ok}
+        for pid, ok, n in (("t1", True, 2), ("t2", True, 1), ("t3", False, 0))], schemas.EVALUATIONS, iteration=1)
+    frames = analysis_frames(root, experiment="default")
+    h = frames["human"].row(0, named=True)
+    assert h["greedy_pass_at_1"] == pytest.approx(2 / 3) and h["sft_examples"] == 2
+    assert h["vs_base_ci"].startswith("+33.3 [")  # base: t3 only; human: t1 t2
+    assert h["vs_iteration_1_ci"].startswith("+0.0 [")  # iteration 1: t1 t3
+    table = progress_markdown(progress_frame(root), human=frames["human"])
+    assert "| human data | 66.7% | +33.3 [" in table
+    assert "Human-data baseline" in analyses_markdown(frames)
+    # another experiment has no baseline
+    assert analysis_frames(root, experiment="k4")["human"].height == 0
+
+
+def test_sensor_of_a_named_experiment_reads_its_own_keys():
+    """k4's sensor sees k4's materializations only: the default experiment's progress does not count for it."""
+    from dagster_project.jobs import build_jobs
+    from dagster_project.sensors import build_continue_rest_loop
+    from restem_assets.assets.resources import ReSTResource
+
+    sensor = build_continue_rest_loop(build_jobs(("k4",)), ("k4",))
+    assert sensor.name == "continue_rest_loop_k4"  # its on/off state is not the default experiment's
+    with dg.instance_for_test() as instance:
+        for key, partition in (("problems", None), ("policy", "0")):  # the default experiment's set-up
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"rest": ReSTResource()}))
+        assert result.job_name == "setup"
+        for key, partition in ((["k4", "problems"], None), (["k4", "policy"], "0")):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key, partition=partition))
+        result = sensor(dg.build_sensor_context(instance=instance, resources={"rest": ReSTResource()}))
+        assert (result.job_name, result.partition_key) == ("evaluate", "0")
