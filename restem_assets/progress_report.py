@@ -85,32 +85,6 @@ def progress_markdown(df: pl.DataFrame, timings: Mapping[int, Mapping[str, float
     return "\n".join(lines) + "\n"
 
 
-def progress_chart_png(df: pl.DataFrame) -> bytes:
-    """Line chart of the held-out metrics per iteration (PNG bytes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    k = df["k"].max() if df.height else "k"
-    for col, label in (("greedy_pass_at_1", "greedy pass@1"), ("pass_at_k", f"pass@{k}"), ("maj_at_k", f"maj@{k}")):
-        if df.height and any(v is not None for v in df[col].to_list()):  # maj@k is null for code
-            ax.plot(df["iteration"].to_list(), [100 * (v or 0) for v in df[col].to_list()], marker="o", label=label)
-    ax.set_xlabel("iteration (0 = base model)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_title("ReST^EM progress")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    if df.height:
-        ax.set_xticks(df["iteration"].to_list())
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def improved(history: Sequence[float], min_delta: float = 0.0) -> bool:
     """Algorithm 1's stopping rule: continue while the latest validation reward beats every earlier one."""
     if len(history) < 2:
