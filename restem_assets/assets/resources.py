@@ -183,12 +183,6 @@ class EngineResource(dg.ConfigurableResource):
     ray_shard_prompts: int = Field(0, description="prompts per shard (0: about 4 shards per replica, at most 256)")
     ray_max_shard_retries: int = Field(3, description="times a shard is re-submitted after its replica died")
 
-    def resolved_kind(self, expected_tokens: int | None = None) -> str:
-        """The engine a stage with `expected_tokens` to generate gets (see `open`)."""
-        kind = choose_kind(self.kind, expected_tokens, POOL.live_kind() if self.reuse else None,
-                           self.auto_vllm_min_tokens, planned=POOL.planned_tokens if self.reuse else 0)
-        return f"{kind}+ray" if self.ray_replicas > 0 else kind
-
     @contextmanager
     def open(self, model: str, expected_tokens: int | None = None):
         """An engine on `model` (a local directory or any URL resolve_model accepts), closed on exit, or
