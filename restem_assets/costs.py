@@ -1,7 +1,9 @@
 """Cost accounting: what one stage of one iteration used (wall time, CPU and GPU seconds, peak memory, tokens).
 
-`StageMeter` wraps a stage: CPU seconds are this process's and its waited-for children's user + system
-time (`getrusage`; a vLLM worker process is counted once it exits), peak memory the largest resident
+`StageMeter` wraps a stage: CPU seconds are the user + system time the whole process tree spent during
+the stage: this process and the children it reaped (`getrusage`), plus what each live descendant (the
+vLLM worker an engine pool keeps between stages) spent between the stage's start and end, so a
+long-lived worker's CPU lands in the stages it served, not at its exit; peak memory the largest resident
 set of this process plus its live children sampled every `interval` seconds, GPU seconds the wall time
 times the GPUs torch sees (null without CUDA). The row goes to the `stage_costs` table
 (`<root>/stage_costs/stage=<stage>/iteration=<i>/part-0.parquet`, one per stage and iteration, the
@@ -45,6 +47,34 @@ def stage_table(stage: str) -> str:
 def _cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _descendants_cpu() -> dict[tuple[int, float], float]:
+    """CPU seconds so far of every live descendant, by (pid, start time), each including the descendants
+    it has reaped (so a grandchild's time moves to its parent's entry when it exits, and is not lost)."""
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil ships with the project's dependencies
+        return {}
+    out: dict[tuple[int, float], float] = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            t = p.cpu_times()
+            out[(p.pid, p.create_time())] = t.user + t.system + t.children_user + t.children_system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+def tree_cpu_between(own_before: float, own_after: float, live_before: dict, live_after: dict) -> float:
+    """CPU seconds the process tree spent between two snapshots (`_cpu_seconds`, `_descendants_cpu`).
+
+    Live at the end: what each spent since the start (all of it if it started later). Live at the start
+    but gone at the end: its whole lifetime arrived in its reaper's count (`own_after` or a live
+    parent's entry), so its time before the start is taken back out."""
+    live = sum(cpu - live_before.get(key, 0.0) for key, cpu in live_after.items())
+    gone = sum(cpu for key, cpu in live_before.items() if key not in live_after)
+    return max(0.0, own_after - own_before + live - gone)
 
 
 def _rss_tree() -> int:
@@ -91,7 +121,7 @@ class StageMeter:
                 return
 
     def __enter__(self) -> "StageMeter":
-        self._t0, self._cpu0 = time.perf_counter(), _cpu_seconds()
+        self._t0, self._cpu0, self._live0 = time.perf_counter(), _cpu_seconds(), _descendants_cpu()
         self.peak_rss = _rss_tree()
         self._thread = threading.Thread(target=self._sample, name="restem-stage-meter", daemon=True)
         self._thread.start()
@@ -103,7 +133,7 @@ class StageMeter:
             self._thread.join()
         self.peak_rss = max(self.peak_rss, _rss_tree())
         self.wall_seconds = time.perf_counter() - self._t0
-        self.cpu_seconds = _cpu_seconds() - self._cpu0
+        self.cpu_seconds = tree_cpu_between(self._cpu0, _cpu_seconds(), self._live0, _descendants_cpu())
 
     def add_tokens(self, prompt: int | None = None, generated: int | None = None, trained: int | None = None) -> None:
         for name, value in (("prompt_tokens", prompt), ("generated_tokens", generated), ("trained_tokens", trained)):

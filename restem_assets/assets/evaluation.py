@@ -19,6 +19,32 @@ from restem_assets.transfer import benchmark_problems
 from restem_assets.staging import ChunkStaging
 
 
+def evaluate_into(context, store, rest: ReSTResource, engine: EngineResource, meter, table: str, partition: int,
+                  policy, test: list[dict], by_id: dict, label: str):
+    """Greedy and sampled completions of `policy` on `test`, staged in crash-safe chunks and published as
+    `table`[partition], scored; their tokens go to `meter`. A re-run keeps the chunks an interrupted one
+    wrote and starts no engine when nothing is missing. Returns (per-problem rows, summary, kept rows)."""
+    greedy, sampled = rest.greedy_params(), rest.eval_sampling_params()
+    staging = ChunkStaging(store, table, partition, EVAL_SAMPLES, request={
+        "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
+        "sampled": dataclasses.asdict(sampled)}, flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
+    done = list(staging.rows(columns=SCORED_COLUMNS))
+    if done:
+        context.log.info("%s: %d completions kept from an interrupted run", label, len(done))
+    needed = len(test) * (greedy.n + sampled.n)
+    expected = expected_tokens(needed - len(done), max(greedy.max_new_tokens, sampled.max_new_tokens))
+    with engine.open(policy.path, expected) if len(done) < needed else contextlib.nullcontext() as eng:
+        rows, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, staging,
+                                        progress=lambda mode: progress_logger(context, f"{label} {mode}"),
+                                        done_rows=done)
+    staging.publish()
+    tokens = store.read_table(table, partition, columns=["prompt", "n_tokens"])
+    meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
+                     prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
+                                                local_model_dir(policy.path)))
+    return rows, summary, done
+
+
 @dg.asset(
     partitions_def=policy_partitions,
     deps=["problems", POLICY_KEY],
@@ -37,27 +63,11 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
         raise ValueError("the problems table has no test split: nothing to evaluate on")
     by_id = {p["problem_id"]: p for p in all_problems}
     t0 = time.perf_counter()
-    greedy, sampled = rest.greedy_params(), rest.eval_sampling_params()
     with partition_lock(context, storage.root, f"evaluation={iteration}"), \
             metered(context, store, "evaluation", iteration, rest) as meter:
-        staging = ChunkStaging(store, "eval_samples", iteration, EVAL_SAMPLES, request={
-            "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
-            "sampled": dataclasses.asdict(sampled)}, flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
-        done = list(staging.rows(columns=SCORED_COLUMNS))
-        if done:
-            context.log.info("evaluation[%d]: %d completions kept from an interrupted run", iteration, len(done))
-        needed = len(test) * (greedy.n + sampled.n)
-        expected = expected_tokens(needed - len(done), max(greedy.max_new_tokens, sampled.max_new_tokens))
-        with engine.open(policy.path, expected) if len(done) < needed else contextlib.nullcontext() as eng:
-            rows, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, staging,
-                                            progress=lambda mode: progress_logger(context, f"evaluation[{iteration}] {mode}"),
-                                            done_rows=done)
-        staging.publish()
+        rows, summary, done = evaluate_into(context, store, rest, engine, meter, "eval_samples", iteration, policy,
+                                            test, by_id, label=f"evaluation[{iteration}]")
         store.write_table("evaluations", rows, EVALUATIONS, iteration)
-        tokens = store.read_table("eval_samples", iteration, columns=["prompt", "n_tokens"])
-        meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
-                         prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
-                                                    local_model_dir(policy.path)))
     seconds = time.perf_counter() - t0
     maj = "n/a (code)" if summary.maj_at_k is None else f"{summary.maj_at_k:.3f}"
     context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %s", iteration,

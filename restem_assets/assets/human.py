@@ -1,24 +1,20 @@
 """The human-data baseline: the base model fine-tuned on reference solutions, as many as iteration 1's SFT set
 has examples, evaluated on the test split like a policy (restem_assets/human_data.py)."""
 
-import contextlib
-import dataclasses
-
 import dagster as dg
 
-from restem_assets.generation.engine_pool import POOL, expected_tokens
-from restem_assets.assets.common import TORCH_POOL, metered, partition_lock, progress_logger, read_problems
-from restem_assets.assets.mstep import _train
+from restem_assets.generation.engine_pool import POOL
+from restem_assets.assets.common import TORCH_POOL, metered, partition_lock, read_problems
+from restem_assets.assets.evaluation import evaluate_into
+from restem_assets.assets.mstep import train_into, trainer_for
 from restem_assets.assets.namespace import prefix_of
 from restem_assets.assets.policy import lookup_policy
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.evaluation import SCORED_COLUMNS, evaluate_policy
-from restem_assets.finetune import FinetuneSettings, conversational_records
+from restem_assets.finetune import conversational_records
 from restem_assets.human_data import human_sft_rows
 from restem_assets.model_cache import resolve_model
 from restem_assets.policy import Policy
-from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, FINETUNE_LOG, SFT_SET
-from restem_assets.staging import ChunkStaging
+from restem_assets.schemas import EVALUATIONS, FINETUNE_LOG, SFT_SET
 
 MATCHED_ITERATION = 1  # the baseline has as many examples as this iteration's SFT set; its tables' partition
 
@@ -44,35 +40,25 @@ def human_baseline(context: dg.AssetExecutionContext, storage: StorageResource, 
     test = [p for p in problems if p["split"] == "test"]
     rows = human_sft_rows(problems, n_examples, seed=rest.seed)
     base = lookup_policy(context.instance, 0, prefix_of(context))
-    settings = FinetuneSettings(method=rest.finetune_method, learning_rate=rest.learning_rate, epochs=rest.epochs,
-                                batch_size=rest.batch_size, max_steps=rest.finetune_max_steps,
-                                lora_rank=rest.lora_rank, seed=rest.seed + it,
-                                prefix_sharing=rest.finetune_prefix_sharing)
+    settings = rest.finetune_settings(it)
+    pipes_metadata: dict = {}
+    trainer = trainer_for(context, rest, pipes_metadata)
     version = context.run.run_id.split("-")[0]
     target = f"{store.table_dir('models')}/human/version={version}"
     context.log.info("human_baseline: fine-tuning %s on %d reference solutions (sft_set[%d] has %d) -> %s",
                      base.policy_id, len(rows), it, n_examples, store.url(target))
     POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
     with partition_lock(context, storage.root, "human_baseline"):
-        with metered(context, store, "human_finetune", it, rest):
+        with metered(context, store, "human_finetune", it, rest) as meter:
             store.write_table("human_sft_set", rows, SFT_SET, it)
-            result = _train(store, resolve_model(base.path), conversational_records(rows, by_id), target, settings)
+            result = train_into(store, resolve_model(base.path), conversational_records(rows, by_id), target,
+                                settings, trainer)
             store.write_table("human_finetune_log", result.log, FINETUNE_LOG, it)
+            meter.add_tokens(trained=result.completion_tokens)
         policy = Policy(policy_id="human", path=store.url(target), version=version)
-        greedy, sampled = rest.greedy_params(), rest.eval_sampling_params()
-        with metered(context, store, "human_evaluation", it, rest):
-            staging = ChunkStaging(store, "human_eval_samples", it, EVAL_SAMPLES, request={
-                "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
-                "sampled": dataclasses.asdict(sampled)}, flush_rows=rest.checkpoint_rows,
-                flush_seconds=rest.checkpoint_seconds)
-            done = list(staging.rows(columns=SCORED_COLUMNS))
-            needed = len(test) * (greedy.n + sampled.n)
-            expected = expected_tokens(needed - len(done), max(greedy.max_new_tokens, sampled.max_new_tokens))
-            with engine.open(policy.path, expected) if len(done) < needed else contextlib.nullcontext() as eng:
-                evals, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, staging,
-                                                 progress=lambda mode: progress_logger(context, f"human_baseline {mode}"),
-                                                 done_rows=done)
-            staging.publish()
+        with metered(context, store, "human_evaluation", it, rest) as meter:
+            evals, summary, _ = evaluate_into(context, store, rest, engine, meter, "human_eval_samples", it, policy,
+                                              test, by_id, label="human_baseline")
             store.write_table("human_evaluations", evals, EVALUATIONS, it)
     context.log.info("human_baseline: greedy pass@1 %.3f, pass@%d %.3f", summary.greedy_pass_at_1, summary.k,
                      summary.pass_at_k)

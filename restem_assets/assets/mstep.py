@@ -26,8 +26,8 @@ from restem_assets.schemas import FINETUNE_LOG
 Trainer = Callable[[str, list[dict], Path, FinetuneSettings], FinetuneResult]
 
 
-def _train(store, local_init: str, records: list[dict], target: str, settings: FinetuneSettings,
-           trainer: Trainer = run_finetune) -> FinetuneResult:
+def train_into(store, local_init: str, records: list[dict], target: str, settings: FinetuneSettings,
+               trainer: Trainer = run_finetune) -> FinetuneResult:
     """Fine-tune into `target` under the data root: directly on local disk, else locally and then
     uploaded under a temporary name and moved into place."""
     if is_local(store.fs):
@@ -39,6 +39,13 @@ def _train(store, local_init: str, records: list[dict], target: str, settings: F
         return result
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def trainer_for(context: dg.AssetExecutionContext, rest: ReSTResource, pipes_metadata: dict) -> Trainer:
+    """The configured launcher's Trainer: this process, or `accelerate launch` through Dagster Pipes."""
+    if rest.finetune_launcher not in LAUNCHERS:
+        raise ValueError(f"rest.finetune_launcher must be one of {LAUNCHERS}, got {rest.finetune_launcher!r}")
+    return accelerate_trainer(context, rest, pipes_metadata) if rest.finetune_launcher == "accelerate" else run_finetune
 
 
 def accelerate_trainer(context: dg.AssetExecutionContext, rest: ReSTResource, pipes_metadata: dict) -> Trainer:
@@ -73,28 +80,23 @@ def accelerate_trainer(context: dg.AssetExecutionContext, rest: ReSTResource, pi
 )
 def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource) -> dg.MaterializeResult:
     iteration = int(context.partition_key)
-    if rest.finetune_launcher not in LAUNCHERS:
-        raise ValueError(f"rest.finetune_launcher must be one of {LAUNCHERS}, got {rest.finetune_launcher!r}")
+    pipes_metadata: dict = {}
+    trainer = trainer_for(context, rest, pipes_metadata)
     store = storage.store()
     init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration), prefix_of(context))
     rows = store.read_table("sft_set", iteration).to_pylist()
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     records = conversational_records(rows, problems_by_id)
-    settings = FinetuneSettings(method=rest.finetune_method, learning_rate=rest.learning_rate, epochs=rest.epochs,
-                                batch_size=rest.batch_size, max_steps=rest.finetune_max_steps,
-                                lora_rank=rest.lora_rank, seed=rest.seed + iteration,
-                                prefix_sharing=rest.finetune_prefix_sharing)
+    settings = rest.finetune_settings(iteration)
     version = context.run.run_id.split("-")[0]
     target = f"{store.table_dir('models', iteration)}/version={version}"
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
                      init.path, len(records), store.url(target))
     local_init = resolve_model(init.path)
-    pipes_metadata: dict = {}
-    trainer = accelerate_trainer(context, rest, pipes_metadata) if rest.finetune_launcher == "accelerate" else run_finetune
     POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
     with partition_lock(context, storage.root, f"iteration={iteration}"), \
             metered(context, store, "finetune", iteration, rest) as meter:
-        result = _train(store, local_init, records, target, settings, trainer)
+        result = train_into(store, local_init, records, target, settings, trainer)
         store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
         meter.add_tokens(trained=result.completion_tokens)
     model_url = store.url(target)

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from restem_assets.experiments import check_name as check_experiment_name
 from restem_assets.experiments import experiment_root
+from restem_assets.finetune import FinetuneSettings
 from restem_assets.generation import SamplingParams, make_engine
 from restem_assets.generation.engine_pool import POOL, VLLM_BREAK_EVEN_TOKENS, choose_kind
 from restem_assets.model_cache import resolve_model
@@ -125,6 +126,14 @@ class ReSTResource(dg.ConfigurableResource):
     # cost accounting (stage_costs table, sql/cost_per_iteration.sql)
     cpu_hour_price: float = Field(0.0, description="price of one CPU-core hour, for the cost column (0: not priced)")
     gpu_hour_price: float = Field(0.0, description="price of one GPU hour, for the cost column (0: not priced)")
+
+    def finetune_settings(self, iteration: int) -> FinetuneSettings:
+        """The M-step settings of `iteration` (its seed differs per iteration); the human-data baseline uses
+        iteration 1's, so it is trained exactly as the policy it is compared with."""
+        return FinetuneSettings(method=self.finetune_method, learning_rate=self.learning_rate, epochs=self.epochs,
+                                batch_size=self.batch_size, max_steps=self.finetune_max_steps,
+                                lora_rank=self.lora_rank, seed=self.seed + iteration,
+                                prefix_sharing=self.finetune_prefix_sharing)
 
     def estep_params(self, iteration: int) -> SamplingParams:
         return SamplingParams(n=self.samples_per_problem, temperature=self.temperature, top_k=self.top_k,
