@@ -146,6 +146,17 @@ def _plan_engine_work(defs, iterations: int) -> None:
     POOL.planned_tokens = iterations * per_estep + (iterations + 1) * per_eval
 
 
+def _plan_transfer_work(defs, policies: int) -> None:
+    """`restem transfer` evaluates several policies in one process: plan their tokens together, as a run
+    does, so `auto` starts vLLM once for all of them instead of judging each policy alone."""
+    from restem_assets.generation.engine_pool import POOL, expected_tokens
+    from restem_assets.transfer import benchmark_problems
+
+    rest = defs.resources["rest"]
+    prompts = sum(len(benchmark_problems(name)[: rest.transfer_limit]) for name in rest.transfer_benchmarks)
+    POOL.planned_tokens = policies * expected_tokens(prompts, rest.transfer_max_new_tokens)
+
+
 def _engine_summary() -> None:
     """How many generation engines this run started, and how many policies were swapped into a running one."""
     from restem_assets.generation.engine_pool import POOL
@@ -251,11 +262,16 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         if not wanted:
             print("restem transfer: no policy has been evaluated yet: run `restem run` first", file=sys.stderr)
             return 2
-        for i in wanted:
-            if i in done and not args.force:
-                print(f"    transfer[{i}] already materialized (--force redoes it)", flush=True)
-                continue
-            _execute(defs, instance, "transfer", str(i), experiment=settings.experiment)
+        todo = [i for i in wanted if args.force or i not in done]
+        for i in sorted(set(wanted) - set(todo)):
+            print(f"    transfer[{i}] already materialized (--force redoes it)", flush=True)
+        if todo:
+            _plan_transfer_work(defs, len(todo))
+            try:
+                for i in todo:
+                    _execute(defs, instance, "transfer", str(i), experiment=settings.experiment)
+            finally:
+                _engine_summary()
     return print_query(settings.data_root, "transfer_pass_rate", experiment=settings.experiment)
 
 

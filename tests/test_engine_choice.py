@@ -39,3 +39,21 @@ def test_a_run_whose_work_repays_the_start_up_uses_vllm_from_its_first_stage():
     assert choose_kind("auto", small, live=None, have_vllm=True, planned=0) == "transformers"
     assert choose_kind("auto", small, live=None, have_vllm=True, planned=3 * VLLM_BREAK_EVEN_TOKENS) == "vllm"
     assert choose_kind("auto", small, live=None, have_vllm=True, planned=small) == "transformers"
+
+
+def test_restem_transfer_plans_every_policy_it_will_evaluate(tmp_path):
+    """`restem transfer` on the code demo's three policies: HumanEval (164 prompts, 256 tokens) is below the
+    break-even for one policy alone but not for three, so one vLLM engine serves them all. (Judged policy
+    by policy, the transformers engine took ~15 s per HumanEval prompt on the 2-core machine.)"""
+    from dagster_project.cli import _plan_transfer_work
+    from restem_assets.assets.resources import Settings, build_resources
+    from restem_assets.generation.engine_pool import POOL
+
+    defs = type("Defs", (), {"resources": build_resources(Settings(profile="code", data_root=str(tmp_path)))})()
+    one = expected_tokens(164, 256)
+    try:
+        _plan_transfer_work(defs, 3)
+        assert POOL.planned_tokens == 3 * one
+        assert choose_kind("auto", one, live=None, have_vllm=True, planned=POOL.planned_tokens) == "vllm"
+    finally:
+        POOL.planned_tokens = 0
