@@ -3,6 +3,7 @@
 #   bubblewrap: OS-level isolation (mount/pid/net/ipc/uts namespaces) for untrusted programs.
 #   util-linux: setpriv/unshare/prlimit (uid drop and net namespace when bwrap is unusable).
 #   procps:     kill(1), used to sweep a sandbox uid's leftover processes.
+#   libtcmalloc-minimal4: the allocator vLLM's CPU worker preloads (restem_assets/generation/vllm_engine.py).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -14,6 +15,7 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v kill >/dev/null 2>&1 || need+=(procps)
+ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || need+=(libtcmalloc-minimal4)
 
 if [ "${#need[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
