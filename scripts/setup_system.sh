@@ -15,12 +15,17 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v kill >/dev/null 2>&1 || need+=(procps)
-ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || need+=(libtcmalloc-minimal4)
 
+export DEBIAN_FRONTEND=noninteractive
 if [ "${#need[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# Optional (speed only): without it the vLLM CPU worker runs on glibc malloc.
+if ! ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 >/dev/null 2>&1; then
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends libtcmalloc-minimal4; } \
+        || echo "setup_system.sh: libtcmalloc-minimal4 not installed; vLLM on CPU runs without tcmalloc" >&2
 fi
 
 # Report whether bwrap can actually build a sandbox here (containers may deny namespaces).
