@@ -150,10 +150,10 @@ def _plan_transfer_work(defs, policies: int) -> None:
     """`restem transfer` evaluates several policies in one process: plan their tokens together, as a run
     does, so `auto` starts vLLM once for all of them instead of judging each policy alone."""
     from restem_assets.generation.engine_pool import POOL, expected_tokens
-    from restem_assets.transfer import benchmark_problems
+    from restem_assets.transfer import transfer_problems
 
     rest = defs.resources["rest"]
-    prompts = sum(len(benchmark_problems(name)[: rest.transfer_limit]) for name in rest.transfer_benchmarks)
+    prompts = sum(len(p) for p in transfer_problems(rest.transfer_benchmarks, rest.transfer_limit).values())
     POOL.planned_tokens = policies * expected_tokens(prompts, rest.transfer_max_new_tokens)
 
 

@@ -7,6 +7,7 @@ test split) and evaluated greedily like the held-out split, with the same prompt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 BENCHMARKS = ("humaneval",)
@@ -19,3 +20,9 @@ def benchmark_problems(name: str) -> list[dict[str, Any]]:
 
         return [{**row, "split": "test"} for row in read_humaneval()]
     raise ValueError(f"unknown transfer benchmark {name!r}; known: {list(BENCHMARKS)}")
+
+
+def transfer_problems(benchmarks: Sequence[str], limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The problems each policy is evaluated on, per benchmark (the first `limit` of each, or all): what the
+    transfer_evaluation asset runs and what `restem transfer` plans its engine for."""
+    return {name: benchmark_problems(name)[:limit] for name in benchmarks}

@@ -15,7 +15,7 @@ from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.assets.policy import POLICY_KEY, require_policy
 from restem_assets.evaluation import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
 from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
-from restem_assets.transfer import benchmark_problems
+from restem_assets.transfer import transfer_problems
 from restem_assets.staging import ChunkStaging
 
 
@@ -106,7 +106,7 @@ def transfer_evaluation(context: dg.AssetExecutionContext, storage: StorageResou
         raise ValueError("rest.transfer_benchmarks is empty: name at least one benchmark, e.g. ['humaneval']")
     store = storage.store()
     policy = require_policy(context, iteration)
-    problems = {name: benchmark_problems(name)[: rest.transfer_limit] for name in rest.transfer_benchmarks}
+    problems = transfer_problems(rest.transfer_benchmarks, rest.transfer_limit)
     params = rest.transfer_params()
     t0 = time.perf_counter()
     rows: list[dict] = []
