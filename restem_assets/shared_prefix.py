@@ -45,6 +45,19 @@ def batch_prefix_length(input_ids, attention_mask, labels) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
+def broadcast_cache(prefix, rows: int, copy: bool = False):
+    """A DynamicCache holding `prefix` (a one-row cache) for `rows` rows. Without `copy` the rows are
+    broadcast views of the prefix (training: gradients of every row sum into it); with `copy` each row
+    owns its memory (sampling: later steps append to the cache in place)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for i, layer in enumerate(prefix.layers):
+        keys, values = layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)
+        cache.update(keys.clone() if copy else keys, values.clone() if copy else values, i)
+    return cache
+
+
 def prefix_shared_loss(model, input_ids, attention_mask, labels, num_items_in_batch=None):
     """Mean next-token cross-entropy over the scored tokens (labels != -100), with the batch's
     shared prefix run once. Returns (loss, prefix length); `None` for the loss when the batch
@@ -63,9 +76,7 @@ def prefix_shared_loss(model, input_ids, attention_mask, labels, num_items_in_ba
     backbone, head = model.get_decoder(), model.get_output_embeddings()
     prefix = DynamicCache()
     backbone(input_ids=input_ids[:1, :n], past_key_values=prefix, use_cache=True)
-    shared = DynamicCache()
-    for i, layer in enumerate(prefix.layers):  # a broadcast view: gradients of all rows sum into the prefix
-        shared.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), i)
+    shared = broadcast_cache(prefix, rows)  # views: gradients of all rows sum into the prefix
     positions = torch.arange(n, input_ids.shape[1], device=input_ids.device).expand(rows, -1)
     hidden = backbone(input_ids=input_ids[:, n:], attention_mask=attention_mask, position_ids=positions,
                       past_key_values=shared, use_cache=True).last_hidden_state

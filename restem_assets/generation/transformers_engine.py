@@ -21,7 +21,7 @@ import torch
 
 from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, stop_token_ids
 from restem_assets.generation.dtype import pick_dtype
-from restem_assets.shared_prefix import MIN_SHARED_PREFIX, shared_prefix_length
+from restem_assets.shared_prefix import MIN_SHARED_PREFIX, broadcast_cache, shared_prefix_length
 
 log = logging.getLogger(__name__)
 
@@ -187,15 +187,6 @@ class _ContinuousBatch:
         self.e.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
         return cache
 
-    def _prefix_for(self, rows: int):
-        """A fresh cache holding the shared prefix for `rows` rows (later steps append to it in place)."""
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
-        for i, layer in enumerate(self.prefix_cache.layers):
-            cache.update(layer.keys.expand(rows, -1, -1, -1).clone(), layer.values.expand(rows, -1, -1, -1).clone(), i)
-        return cache
-
     @torch.inference_mode()
     def _admit(self) -> None:
         """Prefill as many new prompts as there are free slots for K rows each."""
@@ -214,7 +205,7 @@ class _ContinuousBatch:
         input_ids = torch.tensor([[pad] * (width - len(t)) + t for t in own], device=e.device)
         mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in own], device=e.device)
         if self.prefix_len:
-            cache = self._prefix_for(len(batch))
+            cache = broadcast_cache(self.prefix_cache, len(batch), copy=True)  # later steps append in place
             mask = torch.cat([mask.new_ones(len(batch), self.prefix_len), mask], dim=1)
         else:
             cache = DynamicCache()
