@@ -157,8 +157,9 @@ def _plan_transfer_work(defs, policies: int) -> None:
     POOL.planned_tokens = policies * expected_tokens(prompts, rest.transfer_max_new_tokens)
 
 
-def _engine_summary() -> None:
-    """How many generation engines this run started, and how many policies were swapped into a running one."""
+def _close_engines() -> None:
+    """Close the run's engine and say how many engines it started and how many policies were swapped into a
+    running one; the plan is reset for the next command in this process."""
     from restem_assets.generation.engine_pool import POOL
 
     print(f"    engines started: {POOL.starts}, policy weights swapped into a running engine: {POOL.swaps}", flush=True)
@@ -214,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             else:
                 print("    human_baseline already materialized", flush=True)
         _execute(defs, instance, "report_progress", None, experiment=exp)
-        _engine_summary()
+        _close_engines()
     report = Path(root) / "reports" / "progress.md"
     if report.exists():
         print("\n" + report.read_text())
@@ -271,7 +272,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
                 for i in todo:
                     _execute(defs, instance, "transfer", str(i), experiment=settings.experiment)
             finally:
-                _engine_summary()
+                _close_engines()
     return print_query(settings.data_root, "transfer_pass_rate", experiment=settings.experiment)
 
 
