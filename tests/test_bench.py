@@ -16,17 +16,21 @@ import pytest
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_quick_suite_writes_report(tmp_path):
+def quick_bench(tmp_path, only: str, timeout: int) -> tuple[str, dict]:
+    """`python -m bench --quick --only ONLY` into tmp_path: (the rendered report, results/all.json)."""
     env = dict(os.environ, RESTEM_BENCH_RESULTS=str(tmp_path / "results"))
     out = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "reward,sql,memory", "--out", str(out)],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", only, "--out", str(out)],
+                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    report = out.read_text()
+    return out.read_text(), json.loads((tmp_path / "results" / "all.json").read_text())
+
+
+@pytest.mark.slow
+def test_quick_suite_writes_report(tmp_path):
+    report, data = quick_bench(tmp_path, "reward,sql,memory", timeout=600)
     for section in ("Math reward throughput", "DuckDB latency", "Peak memory", "Targets"):
         assert section in report
-    data = json.loads((tmp_path / "results" / "all.json").read_text())
     queries = data["benchmarks"]["sql"]["result"]["queries"]
     from restem_assets.analytics import list_queries
 
@@ -55,15 +59,10 @@ def test_gpu_bench_script_runs_on_cpu_with_a_tiny_shape(tmp_path, model_path):
 @pytest.mark.slow
 def test_compute_and_finetune_benchmarks_report_the_speed_targets(tmp_path):
     """The compute-bound and fine-tune benchmarks (quick sizes) land in the report with their targets."""
-    env = dict(os.environ, RESTEM_BENCH_RESULTS=str(tmp_path / "results"))
-    out = tmp_path / "RESULTS.md"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "compute,finetune", "--out", str(out)],
-                          cwd=PROJECT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    report = out.read_text()
+    report, results = quick_bench(tmp_path, "compute,finetune", timeout=900)
     assert "## Compute bound" in report and "## M-step (fine-tune) speed" in report
     assert "fine-tune ≥ 3× baseline examples/s" in report
-    data = json.loads((tmp_path / "results" / "all.json").read_text())["benchmarks"]
+    data = results["benchmarks"]
     assert data["compute"]["result"]["dtypes"]["fp32"]["flops"] > 1e9
     ft = data["finetune"]["result"]
     assert ft["loss_ratio"] == pytest.approx(1.0, abs=0.02)  # the same training, computed faster
