@@ -100,9 +100,64 @@ def driver_lock(home: Path, wait: bool = False) -> FileLock:
                             "wait for it, stop it, or pass --wait") from None
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_wakeup: tuple[socket.socket, socket.socket] | None = None
+_received: set[int] = set()
+
+
 def stop_on_sigterm() -> None:
-    """SIGTERM ends the driver like Ctrl-C does (Dagster then marks the run failed/canceled)."""
+    """SIGTERM ends the driver like Ctrl-C does, and the driver stops after the step it interrupted.
+
+    Raising from the handler is not enough: while a run executes, Dagster swaps in its own SIGINT and
+    SIGTERM handlers, which only *record* a signal that arrives between steps and forget it when the
+    run ends, and an exception raised inside a `__del__` is swallowed ("Exception ignored in ...").
+    Either way the run can finish "successfully" and the driver would go on. So every delivered
+    signal is also written to a wake-up socket (signal.set_wakeup_fd, whatever Python handler is
+    installed at the time), and the driver asks `stop_requested()` after each run.
+    """
+    global _wakeup
+
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    if _wakeup is None:
+        _wakeup = socket.socketpair()
+        for end in _wakeup:
+            end.setblocking(False)
+    signal.set_wakeup_fd(_wakeup[1].fileno(), warn_on_full_buffer=False)
+    _drain()
+    _received.clear()
+
+
+def _drain() -> None:
+    if _wakeup is None:
+        return
+    while True:
+        try:
+            data = _wakeup[0].recv(4096)
+        except BlockingIOError:
+            return
+        if not data:
+            return
+        _received.update(b for b in data if b in _STOP_SIGNALS)
+
+
+def stop_requested() -> int | None:
+    """The signal (SIGTERM, else SIGINT) that asked this driver to stop since `stop_on_sigterm` (None: none)."""
+    _drain()
+    for signum in _STOP_SIGNALS:
+        if signum in _received:
+            return int(signum)
+    return None
+
+
+def forget_stop_signals() -> None:
+    """Stop recording signals (for a test that installed the guard in its own process)."""
+    global _wakeup
+    signal.set_wakeup_fd(-1)
+    if _wakeup is not None:
+        for end in _wakeup:
+            end.close()
+        _wakeup = None
+    _received.clear()
