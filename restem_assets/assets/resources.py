@@ -256,8 +256,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # chain sums K=4 learned as much per iteration as K=8 (README, ablation).
     "code": {
         "task": {"kind": "function_synthesis", "name": "function_synthesis", "config": {"levels": [1, 2, 2, 3]},
-                 "train_size": 128, "test_size": 64},
-        "rest": {"samples_per_problem": 4, "max_new_tokens": 96, "eval_samples": 4, "eval_max_new_tokens": 96,
+                 "train_size": 112, "test_size": 64},
+        "rest": {"samples_per_problem": 4, "max_new_tokens": 96, "eval_samples": 2, "eval_max_new_tokens": 96,
                  "transfer_benchmarks": ["humaneval"]},
     },
     # End-to-end tests of the analyses (experiments, human-data baseline): tiny, on one-digit two-term
