@@ -123,8 +123,11 @@ def render(all_results: dict) -> str:
         out += ["## E-step throughput", "",
                 f"{a['prompts']} chain-sum prompts × K={a['k']}, up to {a['max_new_tokens']} new tokens, T=0.7, top-k 40. "
                 "Useful tokens = completion tokens up to end-of-turn. Start-up (model load, compile) is excluded "
-                "from tokens/s and shown apart. `transformers-baseline` is the transformers engine without prefix "
-                "sharing (before this round); `vllm-eager` skips torch.compile.", "",
+                "from tokens/s and shown apart. `transformers-baseline` is the transformers engine as it was before this "
+                "round (64 rows, every prompt prefilled whole, SDPA copying the key/value heads); `transformers` "
+                "prefills the shared prefix once, decodes with grouped-query attention over the key/value heads "
+                "and holds up to 256 rows within a 2 GiB key/value cache (peak RSS 2.6 GB against 1.7 GB on this "
+                "workload); `vllm-eager` skips torch.compile.", "",
                 "| engine | useful tok/s | samples/s | vs naive | vs transformers-baseline | of compute bound | note |",
                 "|---|---|---|---|---|---|---|", *_gen_rows(g, bound), ""]
         res = g["results"]

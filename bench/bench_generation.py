@@ -59,7 +59,8 @@ def naive(model_path: str, msgs, k: int, max_new_tokens: int, seed: int) -> dict
 # bench name -> (engine kind, options): today's defaults, and the configurations they are measured against
 CONFIGS = {
     "transformers": ("transformers", {}),
-    "transformers-baseline": ("transformers", {"prefix_sharing": False}),  # before prefix sharing
+    # before this round: no prefix sharing, SDPA with copied key/value heads, 64 rows
+    "transformers-baseline": ("transformers", {"prefix_sharing": False, "grouped_decode": False, "batch_size": 64}),
     "vllm": ("vllm", {}),
     "vllm-eager": ("vllm", {"enforce_eager": True}),  # no torch.compile: faster start, slower steps?
 }

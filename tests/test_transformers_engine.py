@@ -83,3 +83,34 @@ def test_prefix_sharing_changes_no_output(engine, model_path):
 
     ids = engine.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX
+
+
+def test_grouped_decode_attention_changes_no_output(engine, model_path):
+    """The decode-step attention over key/value heads (no per-head copies) gives the same greedy and
+    sampled completions as transformers' SDPA path, with padded rows, refills and row drops."""
+    assert engine.model.config._attn_implementation == "restem_grouped_decode"
+    sdpa = TransformersEngine(model_path, batch_size=4, grouped_decode=False)
+    assert sdpa.model.config._attn_implementation == "sdpa"
+    prompts = [engine.render_prompt(build_messages({"question": q})) for q in QUESTIONS]
+    for params in (SamplingParams(n=1, temperature=0.0, max_new_tokens=16),
+                   SamplingParams(n=3, temperature=0.7, top_k=40, max_new_tokens=12, seed=11)):
+        grouped = [(c.prompt_index, c.sample_idx, c.text) for ch in engine.generate(prompts, params) for c in ch]
+        plain = [(c.prompt_index, c.sample_idx, c.text) for ch in sdpa.generate(prompts, params) for c in ch]
+        assert sorted(grouped) == sorted(plain)
+
+
+def test_batch_is_capped_by_its_key_value_cache_budget(model_path):
+    """Rows decoded together: `batch_size`, or fewer where longest prompt + max_new_tokens tokens per row
+    would pass `kv_cache_gib`, rounded down to whole prompts (K rows each)."""
+    eng = TransformersEngine(model_path, batch_size=256, kv_cache_gib=0.01)
+    per_token = eng.kv_bytes_per_token()
+    assert per_token == 2 * 30 * 3 * 64 * 4  # SmolLM2-135M in fp32: layers, keys+values, kv heads, head dim
+    assert eng.rows_that_fit(100) == int(0.01 * 2**30 // (per_token * 100)) == 2
+    assert TransformersEngine.rows_that_fit(eng, 1) == 233
+    eng.kv_cache_bytes = 0
+    assert eng.rows_that_fit(10**6) == 256
+    eng.kv_cache_bytes = 0.01 * 2**30
+    prompt = eng.render_prompt(build_messages({"question": "What is 2 + 3?"}))
+    done = [c for ch in eng.generate([prompt] * 3, SamplingParams(n=2, temperature=0.7, max_new_tokens=8, seed=1))
+            for c in ch]
+    assert sorted((c.prompt_index, c.sample_idx) for c in done) == [(p, j) for p in range(3) for j in range(2)]

@@ -170,7 +170,10 @@ class EngineResource(dg.ConfigurableResource):
     """
 
     kind: str = "auto"
-    batch_size: int = 64
+    batch_size: int = Field(256, description="transformers engine: most rows decoded together (fewer where "
+                            "their key/value caches would pass `kv_cache_gib`)")
+    kv_cache_gib: float = Field(2.0, description="transformers engine: key/value cache memory the batch may hold "
+                                "(longest prompt + max_new_tokens per row; 0: no cap)")
     prefix_sharing: bool = Field(True, description="transformers engine: prefill the prompts' common prefix once")
     auto_vllm_min_tokens: int = Field(VLLM_BREAK_EVEN_TOKENS, description="kind 'auto': a stage expected to "
                                       "generate fewer tokens runs on the transformers engine unless vLLM is already "
@@ -207,7 +210,8 @@ class EngineResource(dg.ConfigurableResource):
         kind = choose_kind(self.kind, expected_tokens, POOL.live_kind() if self.reuse else None,
                            self.auto_vllm_min_tokens, planned=POOL.planned_tokens if self.reuse else 0)
         if kind == "transformers":
-            options.update(batch_size=self.batch_size, prefix_sharing=self.prefix_sharing)
+            options.update(batch_size=self.batch_size, prefix_sharing=self.prefix_sharing,
+                           kv_cache_gib=self.kv_cache_gib)
         else:
             options.update(tensor_parallel_size=self.tensor_parallel_size,
                            gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,

@@ -21,6 +21,7 @@ import torch
 
 from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, stop_token_ids
 from restem_assets.generation.dtype import pick_dtype
+from restem_assets.generation.grouped_attention import use_grouped_decode
 from restem_assets.shared_prefix import MIN_SHARED_PREFIX, broadcast_cache, shared_prefix_length
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,15 @@ class TransformersEngine:
 
     name = "transformers"
 
-    def __init__(self, model_path: str, batch_size: int = 64, dtype: str = "auto", device: str | None = None,
-                 threads: int | None = None, prefix_sharing: bool = True):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+    def __init__(self, model_path: str, batch_size: int = 256, dtype: str = "auto", device: str | None = None,
+                 threads: int | None = None, prefix_sharing: bool = True, kv_cache_gib: float = 2.0,
+                 grouped_decode: bool = True):
+        from transformers import AutoTokenizer
 
         self.model_path = model_path
         self.batch_size = max(1, int(batch_size))
+        self.kv_cache_bytes = max(0.0, float(kv_cache_gib)) * 2**30
+        self.grouped_decode = grouped_decode
         self.prefix_sharing = prefix_sharing
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if self.device.type == "cpu":
@@ -91,7 +95,7 @@ class TransformersEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
+        self.model = self._load(model_path)
         self.stop_ids = stop_token_ids(self.tokenizer, getattr(self.model.generation_config, "eos_token_id", None))
         self._enders: dict[tuple[str, ...], frozenset[int]] = {}
         log.info("transformers engine: %s on %s in %s, batch %d, prefix sharing %s", model_path, self.device,
@@ -102,11 +106,30 @@ class TransformersEngine:
 
     def load_weights(self, model_path: str) -> None:
         """Hold another model of the same architecture (a later policy): the engine pool's swap."""
+        self.model = None
+        self.model = self._load(model_path)
+        self.model_path = model_path
+
+    def _load(self, model_path: str):
         from transformers import AutoModelForCausalLM
 
-        self.model = None
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
-        self.model_path = model_path
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype).to(self.device).eval()
+        if self.grouped_decode:
+            use_grouped_decode(model)
+        return model
+
+    def kv_bytes_per_token(self) -> int:
+        """Key/value cache bytes one row holds per token (every layer, keys and values)."""
+        cfg = self.model.config
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return 2 * cfg.num_hidden_layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
+
+    def rows_that_fit(self, tokens_per_row: int) -> int:
+        """At most `batch_size` rows, fewer where their caches would pass `kv_cache_gib` (0: no cap)."""
+        if not self.kv_cache_bytes:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(self.kv_cache_bytes // (self.kv_bytes_per_token() * tokens_per_row))))
 
     def close(self) -> None:
         self.model = None
@@ -146,7 +169,9 @@ class _ContinuousBatch:
                  generator: torch.Generator | None, progress: ProgressFn | None):
         self.e, self.texts, self.params, self.generator, self.progress = engine, texts, params, generator, progress
         self.k = params.n
-        self.capacity = max(self.k, engine.batch_size - engine.batch_size % self.k)
+        self.ids = engine.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        rows = engine.rows_that_fit(max((len(t) for t in self.ids), default=0) + params.max_new_tokens)
+        self.capacity = max(self.k, rows - rows % self.k)
         self.next_prompt = 0
         self.cache = None
         self.mask = None  # [rows, cache_len] which cache columns each row attends to
@@ -161,7 +186,6 @@ class _ContinuousBatch:
         self.stop_strings = params.stop
         self.string_enders = engine.tokens_ending(params.stop) if params.stop else frozenset()
         self.tail = max((len(s) for s in params.stop), default=0) + 2  # tokens of text to decode per check
-        self.ids = engine.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         shared = shared_prefix_length(self.ids) if engine.prefix_sharing else 0
         self.prefix_len = shared if shared >= MIN_SHARED_PREFIX else 0
         self.prefix_cache = self._prefill_prefix() if self.prefix_len else None
