@@ -67,16 +67,21 @@ def test_stop_string_ends_a_completion_where_greedy_would_continue(engine):
     assert cut.n_tokens < free.n_tokens
 
 
+def _assert_same_completions(a: TransformersEngine, b: TransformersEngine, prompts: list[str]) -> None:
+    """Both engines give the same greedy and the same seeded sampled completions."""
+    for params in (SamplingParams(n=1, temperature=0.0, max_new_tokens=16),
+                   SamplingParams(n=3, temperature=0.7, top_k=40, max_new_tokens=12, seed=11)):
+        first, second = ([(c.prompt_index, c.sample_idx, c.text) for ch in e.generate(prompts, params) for c in ch]
+                         for e in (a, b))
+        assert sorted(first) == sorted(second)
+
+
 def test_prefix_sharing_changes_no_output(engine, model_path):
     """The shared system prompt prefilled once gives the same greedy and sampled completions as
     prefilling every prompt whole (the engine's baseline configuration)."""
     whole = TransformersEngine(model_path, batch_size=4, prefix_sharing=False)
     prompts = [engine.render_prompt(build_messages({"question": q})) for q in QUESTIONS]
-    for params in (SamplingParams(n=1, temperature=0.0, max_new_tokens=16),
-                   SamplingParams(n=3, temperature=0.7, top_k=40, max_new_tokens=12, seed=11)):
-        shared = [(c.prompt_index, c.sample_idx, c.text) for ch in engine.generate(prompts, params) for c in ch]
-        plain = [(c.prompt_index, c.sample_idx, c.text) for ch in whole.generate(prompts, params) for c in ch]
-        assert sorted(shared) == sorted(plain)
+    _assert_same_completions(engine, whole, prompts)
     batch = next(iter(engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=1))))
     assert batch  # and the prefix really was shared: the common system prompt is long enough
     from restem_assets.shared_prefix import MIN_SHARED_PREFIX, shared_prefix_length
@@ -91,12 +96,7 @@ def test_grouped_decode_attention_changes_no_output(engine, model_path):
     assert engine.model.config._attn_implementation == "restem_grouped_decode"
     sdpa = TransformersEngine(model_path, batch_size=4, grouped_decode=False)
     assert sdpa.model.config._attn_implementation == "sdpa"
-    prompts = [engine.render_prompt(build_messages({"question": q})) for q in QUESTIONS]
-    for params in (SamplingParams(n=1, temperature=0.0, max_new_tokens=16),
-                   SamplingParams(n=3, temperature=0.7, top_k=40, max_new_tokens=12, seed=11)):
-        grouped = [(c.prompt_index, c.sample_idx, c.text) for ch in engine.generate(prompts, params) for c in ch]
-        plain = [(c.prompt_index, c.sample_idx, c.text) for ch in sdpa.generate(prompts, params) for c in ch]
-        assert sorted(grouped) == sorted(plain)
+    _assert_same_completions(engine, sdpa, [engine.render_prompt(build_messages({"question": q})) for q in QUESTIONS])
 
 
 def test_batch_is_capped_by_its_key_value_cache_budget(model_path):

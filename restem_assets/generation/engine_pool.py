@@ -94,8 +94,10 @@ class EnginePool:
 
 
 # `auto` starts vLLM only for work that repays its start-up. Measured in one bench run on the 2-core
-# machine (bench/RESULTS.md): vLLM starts in ~154 s (compiled) and samples 130 useful tok/s, the
-# transformers engine starts in seconds and samples 64 tok/s: 154 / (1/64 - 1/130) ≈ 19,400 tokens.
+# machine (bench/RESULTS.md, 2026-11-28): vLLM starts in ~23 s (eager, the CPU default) and samples
+# 137 useful tok/s, the transformers engine starts in seconds and samples 116 tok/s:
+# 23 / (1/116 - 1/137) ≈ 17,900 tokens. (Before, compiled vLLM against the slower transformers
+# engine: 154 / (1/64 - 1/130) ≈ 19,400.)
 VLLM_BREAK_EVEN_TOKENS = 20_000
 EXPECTED_FILL = 0.25  # share of max_new_tokens a completion uses on average (chain sums ~0.15, code ~0.4)
 
