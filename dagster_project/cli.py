@@ -68,7 +68,7 @@ def _execute(defs, instance, job_name: str, partition: str | None, assets: tuple
              experiment: str = "default") -> float:
     import dagster as dg
 
-    from dagster_project.run_guard import process_tags, stop_requested
+    from dagster_project.run_guard import process_tags, report_stop, stop_requested
     from restem_assets.experiments import key_prefix
 
     prefix = key_prefix(experiment)
@@ -86,9 +86,7 @@ def _execute(defs, instance, job_name: str, partition: str | None, assets: tuple
     seconds = time.perf_counter() - t0
     signum = stop_requested()
     if signum is not None:  # even when the step finished: the interrupt may have been swallowed on the way
-        print(f"restem: stopped by signal {signum} during {label}; run the same command again to resume",
-              file=sys.stderr, flush=True)
-        raise SystemExit(128 + signum)
+        raise SystemExit(report_stop(signum, during=label))
     if not result.success:
         raise SystemExit(f"{label} failed after {seconds:.0f}s: {_root_cause(result) or 'see the run in the webserver'}")
     print(f"    {label} done in {seconds:.0f}s", flush=True)
@@ -378,11 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:  # SIGTERM or Ctrl-C outside a run (inside one, `_execute` exits)
-        from dagster_project.run_guard import stop_requested
+        from dagster_project.run_guard import report_stop, stop_requested
 
-        signum = stop_requested() or signal.SIGINT
-        print(f"restem: stopped by signal {signum}; run the same command again to resume", file=sys.stderr)
-        return 128 + signum
+        return report_stop(stop_requested() or signal.SIGINT)
     except LockHeldError as exc:
         print(f"restem: {exc}", file=sys.stderr)
         return 2

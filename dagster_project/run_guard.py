@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -150,6 +151,14 @@ def stop_requested() -> int | None:
         if signum in _received:
             return int(signum)
     return None
+
+
+def report_stop(signum: int, during: str | None = None) -> int:
+    """Tell the user the driver stopped on a signal and how to resume; returns the exit code (128 + signal)."""
+    where = f" during {during}" if during else ""
+    print(f"restem: stopped by signal {int(signum)}{where}; run the same command again to resume",
+          file=sys.stderr, flush=True)
+    return 128 + int(signum)
 
 
 def forget_stop_signals() -> None:
