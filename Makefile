@@ -30,7 +30,7 @@ system:
 setup: system $(VENV)/.installed
 
 model: setup
-	$(BIN)/python -m restem_assets.model_cache
+	$(BIN)/python -m restem_assets.models.model_cache
 
 demo: model
 	$(BIN)/restem run --iterations 2
@@ -62,7 +62,7 @@ bench: model
 # The embedded model's tokenizer for bench/gpu.sh (the device machine has no model cache; carry bench/gpu_tokenizer).
 gpu-tokenizer: model
 	mkdir -p bench/gpu_tokenizer
-	cp "$$($(BIN)/python -c 'from restem_assets.model_cache import ensure_default_model as m; print(m())')"/{tokenizer.json,tokenizer_config.json,chat_template.jinja} bench/gpu_tokenizer/
+	cp "$$($(BIN)/python -c 'from restem_assets.models.model_cache import ensure_default_model as m; print(m())')"/{tokenizer.json,tokenizer_config.json,chat_template.jinja} bench/gpu_tokenizer/
 
 clean:
 	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \

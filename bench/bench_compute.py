@@ -37,7 +37,7 @@ def peak_matmul_flops(dtype, seconds: float) -> dict:
 def model_parameters() -> int:
     import json
 
-    from restem_assets.model_cache import ensure_default_model
+    from restem_assets.models.model_cache import ensure_default_model
 
     cfg = json.loads((ensure_default_model() / "config.json").read_text())
     h, inter, layers, vocab = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"], cfg["vocab_size"]

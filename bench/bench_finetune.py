@@ -2,7 +2,7 @@
 
 baseline: TRL's SFTTrainer as configured before (padded batches, activation recomputation on,
 every example's whole prompt through the model); restem: the batch's shared prompt prefix
-run once (restem_assets/shared_prefix.py), no recomputation. Same records, seed, epochs and
+run once (restem_assets/generation/shared_prefix.py), no recomputation. Same records, seed, epochs and
 learning rate; reports examples/s, tokens/s, the final loss of each, and training FLOP/s
 (6 x parameters x tokens/s) against the machine's bound (bench_compute).
 
@@ -26,7 +26,7 @@ CONFIGS = {
 
 def chain_sum_records(n: int) -> list[dict]:
     """SFT records in the demo's exact form: its prompts and correct answers in the taught format."""
-    from restem_assets.prompts import build_messages
+    from restem_assets.tasks.prompts import build_messages
     from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
     from restem_assets.tasks.spec import TaskSpec
 
@@ -46,8 +46,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--configs", default="baseline,restem")
     args = ap.parse_args(argv)
     from bench.bench_compute import model_parameters
-    from restem_assets.finetune import FinetuneSettings, finetune
-    from restem_assets.model_cache import ensure_default_model
+    from restem_assets.training.finetune import FinetuneSettings, finetune
+    from restem_assets.models.model_cache import ensure_default_model
 
     model = str(ensure_default_model())
     records = chain_sum_records(args.examples)

@@ -19,7 +19,7 @@ from bench.results import write_result
 
 
 def prompts(n: int) -> list[list[dict]]:
-    from restem_assets.prompts import build_messages
+    from restem_assets.tasks.prompts import build_messages
     from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
     from restem_assets.tasks.spec import TaskSpec
 
@@ -102,7 +102,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--engines", default="naive,transformers-baseline,transformers,vllm-eager,vllm")
     args = ap.parse_args(argv)
     from restem_assets.generation import vllm_available
-    from restem_assets.model_cache import ensure_default_model
+    from restem_assets.models.model_cache import ensure_default_model
 
     model = str(ensure_default_model())
     msgs = prompts(args.prompts)

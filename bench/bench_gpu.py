@@ -3,7 +3,7 @@ with a randomly initialised model of a 0.5B-1.5B shape and the embedded model's 
 
 Needs only torch and transformers (the device image has no TRL, vLLM or Dagster): generation
 runs restem's TransformersEngine with and without prefix sharing; training runs the M-step's
-loss (restem_assets/shared_prefix.py) against the plain forward with labels, in a bare AdamW
+loss (restem_assets/generation/shared_prefix.py) against the plain forward with labels, in a bare AdamW
 loop, on the demo's chain-sum prompts with synthetic completions. bf16 on GPU.
 
     python bench/bench_gpu.py --tokenizer DIR [--shape 1b] [--device cuda] [--out results.json]
@@ -53,7 +53,7 @@ def build_model(shape: str, tokenizer_dir: str, dtype, device: str) -> tuple[str
 def bench_generation(model_dir: str, device: str, dtype_name: str, prompts: int, k: int, max_new: int) -> dict:
     from restem_assets.generation import SamplingParams
     from restem_assets.generation.transformers_engine import TransformersEngine
-    from restem_assets.prompts import build_messages
+    from restem_assets.tasks.prompts import build_messages
 
     out = {}
     for name, sharing in (("baseline", False), ("prefix_sharing", True)):
@@ -79,8 +79,8 @@ def bench_training(model_dir: str, device: str, dtype, steps: int, batch: int) -
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from restem_assets.prompts import build_messages
-    from restem_assets.shared_prefix import prefix_shared_loss
+    from restem_assets.tasks.prompts import build_messages
+    from restem_assets.generation.shared_prefix import prefix_shared_loss
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     rows = []

@@ -77,9 +77,9 @@ def child(asset: str, root: str, home: str, problems: int, k: int) -> dict:
     from dagster_project.instance import persistent_instance
     from restem_assets.assets.resources import ModelResource, ReSTResource, StorageResource
     from restem_assets.assets import estep, policy
-    from restem_assets.model_cache import ensure_default_model
-    from restem_assets.schemas import PROBLEMS
-    from restem_assets.storage import ParquetStore
+    from restem_assets.models.model_cache import ensure_default_model
+    from restem_assets.store.schemas import PROBLEMS
+    from restem_assets.store.tables import ParquetStore
 
     instance = persistent_instance(Path(home))
     res = {"storage": StorageResource(root=root), "model": ModelResource(base_model=str(ensure_default_model())),

@@ -36,8 +36,8 @@ def settings(train: int, test: int) -> tuple[dict, dict]:
 def prepare(root: Path, task: dict) -> None:
     """The problems table (not timed)."""
     from restem_assets.assets.resources import TaskResource
-    from restem_assets.schemas import PROBLEMS
-    from restem_assets.storage import ParquetStore
+    from restem_assets.store.schemas import PROBLEMS
+    from restem_assets.store.tables import ParquetStore
     from restem_assets.tasks.loading import load_problems
 
     ParquetStore(str(root)).write_table("problems", load_problems(TaskResource(**task).spec()), PROBLEMS)
@@ -46,15 +46,15 @@ def prepare(root: Path, task: dict) -> None:
 def plain_iteration(root: Path, model: str, rest_cfg: dict) -> float:
     """samples, rewards, sft_set, finetune, evaluation as plain function calls (same logic as the assets)."""
     from restem_assets.assets.resources import ReSTResource
-    from restem_assets.evaluation import evaluate_policy
-    from restem_assets.finetune import FinetuneSettings, conversational_records, finetune
+    from restem_assets.evaluation.held_out import evaluate_policy
+    from restem_assets.training.finetune import FinetuneSettings, conversational_records, finetune
     from restem_assets.generation import make_engine
-    from restem_assets.policy import Policy
-    from restem_assets.sampling import sample_rows
-    from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, FINETUNE_LOG, REWARDS, SAMPLES, SFT_SET
+    from restem_assets.models.policies import Policy
+    from restem_assets.generation.sampling import sample_rows
+    from restem_assets.store.schemas import EVAL_SAMPLES, EVALUATIONS, FINETUNE_LOG, REWARDS, SAMPLES, SFT_SET
     from restem_assets.rewards import score_samples
-    from restem_assets.sft_selection import SftSelector
-    from restem_assets.storage import ParquetStore
+    from restem_assets.training.sft_selection import SftSelector
+    from restem_assets.store.tables import ParquetStore
 
     rest = ReSTResource(**rest_cfg)
     store = ParquetStore(str(root))
@@ -126,7 +126,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--test", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
-    from restem_assets.model_cache import ensure_default_model
+    from restem_assets.models.model_cache import ensure_default_model
 
     model = str(ensure_default_model())
     task, rest_cfg = settings(args.train, args.test)

@@ -35,8 +35,8 @@ def _problems(n: int) -> list[dict]:
 
 def bench_replicas(model: str, prompts: int, k: int, max_new_tokens: int, cpus: int) -> list[dict]:
     from restem_assets.generation import SamplingParams, make_engine
-    from restem_assets.policy import Policy
-    from restem_assets.sampling import sample_rows
+    from restem_assets.models.policies import Policy
+    from restem_assets.generation.sampling import sample_rows
     from tests.cluster_helpers import local_ray_cluster
 
     problems = _problems(prompts)
@@ -66,8 +66,8 @@ def bench_replicas(model: str, prompts: int, k: int, max_new_tokens: int, cpus: 
 
 
 def bench_processes(model: str, steps: int, batch_size: int) -> list[dict]:
-    from restem_assets.distributed_finetune import launch_finetune
-    from restem_assets.finetune import FinetuneSettings
+    from restem_assets.training.distributed import launch_finetune
+    from restem_assets.training.finetune import FinetuneSettings
 
     records = [{"prompt": [{"role": "user", "content": f"What is {i} + {i + 3}? End with 'Answer: <number>'."}],
                 "completion": [{"role": "assistant", "content": f"{i} + {i + 3} = {2 * i + 3}.\nAnswer: {2 * i + 3}"}]}
@@ -97,7 +97,7 @@ def bench_sql_s3(rows: int, repeats: int = 3) -> list[dict]:
     import fsspec
 
     from bench.bench_sql import build_history
-    from restem_assets import analytics
+    from restem_assets.reporting import analytics
     from tests.cluster_helpers import local_s3_server
 
     out = []
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql-rows", type=int, default=240_000, help="samples in the S3 SQL check (MATH: 7.5k x 32)")
     parser.add_argument("--only", default="replicas,processes,sql")
     args = parser.parse_args(argv)
-    from restem_assets.model_cache import ensure_default_model
+    from restem_assets.models.model_cache import ensure_default_model
 
     model = str(ensure_default_model())
     result: dict = {"machine_cpus": __import__("os").cpu_count()}

@@ -3,9 +3,9 @@
 Writes `--rows` samples (and as many rewards) spread over `--iterations`
 iterations, K=32 samples per problem, in the project's own layout: hive folders
 `<table>/iteration=<i>/part-0.parquet` with the exact Arrow schemas of
-restem_assets.schemas (checked after writing). The small tables (problems, sft_set,
+restem_assets.store.schemas (checked after writing). The small tables (problems, sft_set,
 eval tables, finetune_log) get realistic sizes. Each query runs through
-restem_assets.analytics as users run it: one warm-up, then the median of 3.
+restem_assets.reporting.analytics as users run it: one warm-up, then the median of 3.
 
     python -m bench.bench_sql [--rows 10000000] [--iterations 10] [--root /tmp/restem-bench-sql]
 """
@@ -23,7 +23,8 @@ from bench.results import write_result
 import duckdb
 import pyarrow.parquet as pq
 
-from restem_assets import analytics, schemas
+from restem_assets.reporting import analytics
+from restem_assets.store import schemas
 
 K = 32
 TEST_PROBLEMS = 5000

@@ -25,7 +25,7 @@ def _settings(args: argparse.Namespace):
     """Flags over RESTEM_* variables; a registered experiment's profile unless --profile is given."""
     from restem_assets.assets.resources import Settings, absolute_root
     from restem_assets.experiments import read_registry
-    from restem_assets.storage import ParquetStore
+    from restem_assets.store.tables import ParquetStore
 
     settings = Settings.from_env(profile=args.profile, data_root=args.data_root,
                                  experiment=getattr(args, "experiment", None))
@@ -154,7 +154,7 @@ def _plan_transfer_work(defs, policies: int) -> None:
     """`restem transfer` evaluates several policies in one process: plan their tokens together, as a run
     does, so `auto` starts vLLM once for all of them instead of judging each policy alone."""
     from restem_assets.generation.engine_pool import POOL, expected_tokens
-    from restem_assets.transfer import transfer_problems
+    from restem_assets.evaluation.transfer_benchmarks import transfer_problems
 
     rest = defs.resources["rest"]
     prompts = sum(len(p) for p in transfer_problems(rest.transfer_benchmarks, rest.transfer_limit).values())
@@ -175,7 +175,7 @@ def _register(args: argparse.Namespace, settings, defs) -> None:
     """Record the experiment's resolved configuration, or refuse one that differs from its record."""
     from restem_assets.assets.resources import absolute_root, resolved_config
     from restem_assets.experiments import Experiment, register
-    from restem_assets.storage import ParquetStore
+    from restem_assets.store.tables import ParquetStore
 
     from dagster_project.definitions import registered_overrides
 
@@ -252,7 +252,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     """Evaluate every policy the loop has evaluated (or --iteration I) on rest.transfer_benchmarks."""
     import dagster as dg
 
-    from restem_assets.analytics import print_query
+    from restem_assets.reporting.analytics import print_query
     from restem_assets.experiments import key_prefix
 
     with _driving(args) as (settings, defs, instance):
@@ -283,7 +283,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 def cmd_rescore(args: argparse.Namespace) -> int:
     """Score iteration i's samples again with the current verifiers (into `rescores`) and count what changed."""
     from restem_assets.assets.resources import build_resources
-    from restem_assets.rescore import rescore_iteration
+    from restem_assets.rewards.rescore import rescore_iteration
 
     store = build_resources(_settings(args))["storage"].store()
     s = rescore_iteration(store, args.iteration)
@@ -294,7 +294,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from restem_assets.analytics import print_query
+    from restem_assets.reporting.analytics import print_query
 
     settings = _settings(args)
     return print_query(settings.data_root, args.query, args.params, args.list, experiment=settings.experiment)
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from restem_assets.experiments import ExperimentConfigError
-    from restem_assets.locks import LockHeldError
+    from restem_assets.store.locks import LockHeldError
 
     try:
         return args.func(args)

@@ -13,7 +13,7 @@ from dagster_project.sensors import build_continue_rest_loop
 from restem_assets.assets import experiment_assets
 from restem_assets.assets.resources import Settings, absolute_root, build_resources
 from restem_assets.experiments import DEFAULT_EXPERIMENT, key_prefix, read_registry
-from restem_assets.storage import ParquetStore
+from restem_assets.store.tables import ParquetStore
 
 
 def registered_overrides(settings: Settings) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from restem_assets.assets.staleness import ITERATION_ASSETS, stale_materializations
-from restem_assets.progress_report import improved
+from restem_assets.reporting.progress_report import improved
 
 
 

@@ -1,6 +1,6 @@
 """Crash recovery and one writer at a time for the `restem` driver.
 
-* `driver_lock`: an exclusive lock on `<DAGSTER_HOME>/restem-driver.lock` (restem_assets.locks).
+* `driver_lock`: an exclusive lock on `<DAGSTER_HOME>/restem-driver.lock` (restem_assets.store.locks).
   A second driver on the same instance is refused with a message naming the one that holds
   it (or waits, with --wait); a killed driver's lock goes with its process.
 * `process_tags()`: every run the driver executes is tagged with its pid, host and the
@@ -8,7 +8,7 @@
   run still marked STARTED is gone (`reap_dead_runs`): the run is marked failed and its
   pool slots are freed, instead of blocking the `torch` pool forever.
 * `remove_orphans`: temporary files and directories that a killed writer left behind under
-  the data root (`.<name>.tmp-*`, see restem_assets.atomic).
+  the data root (`.<name>.tmp-*`, see restem_assets.store.atomic).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
-from restem_assets.atomic import TMP_MARK
-from restem_assets.locks import FileLock, LockHeldError
+from restem_assets.store.atomic import TMP_MARK
+from restem_assets.store.locks import FileLock, LockHeldError
 
 TAG_PID, TAG_HOST, TAG_START = "restem/pid", "restem/host", "restem/process_start"
 

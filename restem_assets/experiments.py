@@ -28,7 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from restem_assets.storage import ParquetStore
+from restem_assets.store.tables import ParquetStore
 
 DEFAULT_EXPERIMENT = "default"
 REGISTRY_TABLE = "experiments"

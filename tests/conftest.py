@@ -13,14 +13,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 @pytest.fixture(scope="session")
 def model_path() -> str:
     """The real embedded model (converted once into the cache by `make model`)."""
-    from restem_assets.model_cache import ensure_default_model
+    from restem_assets.models.model_cache import ensure_default_model
 
     return str(ensure_default_model())
 
 
 @pytest.fixture
 def store(tmp_path):
-    from restem_assets.storage import ParquetStore
+    from restem_assets.store.tables import ParquetStore
 
     return ParquetStore(str(tmp_path / "data"))
 

@@ -15,19 +15,19 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from restem_assets import analytics
+from restem_assets.reporting import analytics
 from restem_assets.assets import mstep
-from restem_assets.assets.policy import POLICY_KEY, base_model, policy
+from restem_assets.assets.policy_lineage import POLICY_KEY, base_model, policy
 from restem_assets.assets.problems import problems
 from restem_assets.assets.resources import ModelResource, ReSTResource, StorageResource, TaskResource
-from restem_assets.finetune import FinetuneSettings, finetune
-from restem_assets.model_cache import ModelDirError, missing_model_files, resolve_model
-from restem_assets.storage import CorruptTableError, ParquetStore
+from restem_assets.training.finetune import FinetuneSettings, finetune
+from restem_assets.models.model_cache import ModelDirError, missing_model_files, resolve_model
+from restem_assets.store.tables import CorruptTableError, ParquetStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sql import write_history  # noqa: E402  (the hand-checked history the SQL tests use)
 
-# The files of the embedded model's directory (restem_assets/model_cache.py writes them).
+# The files of the embedded model's directory (restem_assets/models/model_cache.py writes them).
 EMBEDDED_MODEL_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                         "tokenizer_config.json", "chat_template.jinja")
 WEIGHTS_MISSING = "weights (*.safetensors or pytorch_model*.bin)"

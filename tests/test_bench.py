@@ -32,7 +32,7 @@ def test_quick_suite_writes_report(tmp_path):
     for section in ("Math reward throughput", "DuckDB latency", "Peak memory", "Targets"):
         assert section in report
     queries = data["benchmarks"]["sql"]["result"]["queries"]
-    from restem_assets.analytics import list_queries
+    from restem_assets.reporting.analytics import list_queries
 
     assert sorted(queries) == list_queries()  # every sql/ query was timed
     assert data["benchmarks"]["reward"]["result"]["numeric"]["correct"] == 100  # half of 200 are right

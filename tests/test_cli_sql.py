@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from restem_assets.analytics import list_queries
+from restem_assets.reporting.analytics import list_queries
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTEM = Path(sys.executable).with_name("restem")
@@ -51,7 +51,7 @@ def test_non_editable_install_finds_the_sql_queries(tmp_path):
     target = tmp_path / "site"
     proc = run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    code = ("import sys, dagster_project.cli as c, restem_assets.analytics as a; "
+    code = ("import sys, dagster_project.cli as c, restem_assets.reporting.analytics as a; "
             "assert a.SQL_DIR.is_relative_to(sys.argv[1]), a.SQL_DIR; sys.exit(c.main(['sql', '--list']))")
     env = dict(os.environ, PYTHONPATH=str(target))
     proc = run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from restem_assets.schemas import PROBLEMS
+from restem_assets.store.schemas import PROBLEMS
 from restem_assets.tasks.code_datasets import load_apps, load_humaneval, read_apps
 from restem_assets.tasks.spec import TaskSpec
 

@@ -6,8 +6,8 @@ import dagster as dg
 import pytest
 
 from restem_assets.assets.resources import TaskResource
-from restem_assets.analytics import run_query
-from restem_assets.storage import ParquetStore
+from restem_assets.reporting.analytics import run_query
+from restem_assets.store.tables import ParquetStore
 from tests.e2e_helpers import ESTEP_ASSETS, FIXTURES, SETUP_ASSETS, materialize, resources
 
 pytestmark = pytest.mark.slow

@@ -1,11 +1,11 @@
-"""Stage CPU accounting over the process tree (restem_assets/costs.py), with real child processes."""
+"""Stage CPU accounting over the process tree (restem_assets/reporting/costs.py), with real child processes."""
 
 import subprocess
 import sys
 
 import pytest
 
-from restem_assets.costs import StageMeter, tree_cpu_between
+from restem_assets.reporting.costs import StageMeter, tree_cpu_between
 
 # A child that burns `BURN` CPU seconds each time it reads a line, answers "done", and exits on EOF:
 # a stand-in for the engine pool's vLLM worker, which lives across stages.

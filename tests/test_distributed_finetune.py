@@ -3,9 +3,9 @@
 import dagster as dg
 import pytest
 
-from restem_assets.distributed_finetune import ACCELERATE_CONFIG_DIR, accelerate_command, resolve_accelerate_config
-from restem_assets.finetune import FinetuneSettings, per_device_batch
-from restem_assets.storage import ParquetStore
+from restem_assets.training.distributed import ACCELERATE_CONFIG_DIR, accelerate_command, resolve_accelerate_config
+from restem_assets.training.finetune import FinetuneSettings, per_device_batch
+from restem_assets.store.tables import ParquetStore
 from tests.e2e_helpers import ITERATION_ASSETS, SETUP_ASSETS, materialize, resources
 
 SHIPPED = ("ddp_cpu", "ddp_gpu", "fsdp", "deepspeed_zero2", "deepspeed_zero3")
@@ -34,7 +34,7 @@ def test_two_process_finetune_through_pipes(tmp_path, model_path):
     assert any("step 2/2: loss" in m for m in messages), messages[-20:]
 
     # the model the main process saved loads and generates
-    from restem_assets.assets.policy import lookup_policy
+    from restem_assets.assets.policy_lineage import lookup_policy
     from restem_assets.generation import SamplingParams
     from restem_assets.generation.transformers_engine import TransformersEngine
 

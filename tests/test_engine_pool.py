@@ -9,7 +9,7 @@ import torch
 
 from restem_assets.generation import SamplingParams, make_engine, vllm_available
 from restem_assets.generation.engine_pool import EnginePool, architecture
-from restem_assets.prompts import build_messages
+from restem_assets.tasks.prompts import build_messages
 from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
 from restem_assets.tasks.spec import TaskSpec
 

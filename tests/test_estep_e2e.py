@@ -4,8 +4,8 @@ import dagster as dg
 import pytest
 
 from restem_assets.assets.resources import TaskResource
-from restem_assets.schemas import REWARDS, SAMPLES, SFT_SET
-from restem_assets.storage import ParquetStore
+from restem_assets.store.schemas import REWARDS, SAMPLES, SFT_SET
+from restem_assets.store.tables import ParquetStore
 from tests.e2e_helpers import ESTEP_ASSETS, SETUP_ASSETS, materialize, resources
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """Per-problem evaluation rows: pass@k and maj@k from scored completions."""
 
-from restem_assets.evaluation import per_problem_rows
+from restem_assets.evaluation.held_out import per_problem_rows
 
 PROBLEM = [{"problem_id": "t", "domain": "math"}]
 

@@ -9,8 +9,8 @@ from dagster_project.definitions import build_definitions
 from restem_assets.assets.resources import Settings, build_resources, resolved_config
 from restem_assets.experiments import (Experiment, ExperimentConfigError, check_name, experiment_root, key_prefix,
                                        parse_overrides, read_registry, register)
-from restem_assets.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame
-from restem_assets.storage import ParquetStore
+from restem_assets.reporting.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame
+from restem_assets.store.tables import ParquetStore
 from tests.test_sql_experiments import write_experiments
 
 
@@ -115,8 +115,8 @@ def test_analyses_report_over_two_experiments(tmp_path):
 
 def test_human_baseline_row_and_intervals(tmp_path):
     """The human-data row: its greedy pass@1 and paired differences to the base model and to iteration 1."""
-    from restem_assets import schemas
-    from restem_assets.progress_report import progress_markdown
+    from restem_assets.store import schemas
+    from restem_assets.reporting.progress_report import progress_markdown
 
     root = str(tmp_path / "data")
     write_experiments(root)

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from restem_assets import analytics
+from restem_assets.reporting import analytics
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from restem_assets.human_data import NoReferenceError, chain_sum_solution, human_sft_rows, reference_solution
+from restem_assets.training.human_solutions import NoReferenceError, chain_sum_solution, human_sft_rows, reference_solution
 from restem_assets.rewards import score_samples
 from restem_assets.tasks.spec import TaskSpec
 

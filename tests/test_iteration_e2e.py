@@ -3,9 +3,9 @@
 import dagster as dg
 import pytest
 
-from restem_assets.assets.policy import PolicyNotFoundError, lookup_policy
-from restem_assets.schemas import EVALUATIONS
-from restem_assets.storage import ParquetStore
+from restem_assets.assets.policy_lineage import PolicyNotFoundError, lookup_policy
+from restem_assets.store.schemas import EVALUATIONS
+from restem_assets.store.tables import ParquetStore
 from tests.e2e_helpers import EVAL_ASSETS, ITERATION_ASSETS, SETUP_ASSETS, materialize, resources
 
 pytestmark = pytest.mark.slow

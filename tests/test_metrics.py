@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from restem_assets.metrics import majority_vote, paired_difference_interval, pass_at_k, pass_at_k_exact
+from restem_assets.evaluation.metrics import majority_vote, paired_difference_interval, pass_at_k, pass_at_k_exact
 
 
 def brute_force_pass_at_k(n: int, c: int, k: int) -> float:

@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from restem_assets.assets.policy import lookup_policy, policy_when_ready, producer_in_flight, report_policy
+from restem_assets.assets.policy_lineage import lookup_policy, policy_when_ready, producer_in_flight, report_policy
 
 
 def add_run(instance, run_id, status, assets, partition=None):

@@ -5,9 +5,9 @@ import pytest
 
 from restem_assets.assets import estep
 from restem_assets.assets.resources import ReSTResource, StorageResource
-from restem_assets.locks import FileLock, LockHeldError
-from restem_assets.schemas import PROBLEMS, SAMPLES
-from restem_assets.storage import ParquetStore
+from restem_assets.store.locks import FileLock, LockHeldError
+from restem_assets.store.schemas import PROBLEMS, SAMPLES
+from restem_assets.store.tables import ParquetStore
 
 
 def test_a_held_partition_lock_fails_the_second_writer_naming_the_holder(tmp_path):

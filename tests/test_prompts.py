@@ -1,4 +1,4 @@
-from restem_assets.prompts import CODE_SYSTEM, EXEMPLARS, MATH_SYSTEM, build_messages
+from restem_assets.tasks.prompts import CODE_SYSTEM, EXEMPLARS, MATH_SYSTEM, build_messages
 from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
 from restem_assets.tasks.spec import TaskSpec
 

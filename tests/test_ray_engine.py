@@ -16,10 +16,10 @@ pytest.importorskip("ray", reason="the ray extra is not installed (pip install '
 
 from restem_assets.assets.resources import EngineResource  # noqa: E402
 from restem_assets.generation import SamplingParams, make_engine  # noqa: E402
-from restem_assets.policy import Policy  # noqa: E402
-from restem_assets.sampling import sample_rows  # noqa: E402
-from restem_assets.schemas import EVAL_SAMPLES, SAMPLES  # noqa: E402
-from restem_assets.storage import ParquetStore  # noqa: E402
+from restem_assets.models.policies import Policy  # noqa: E402
+from restem_assets.generation.sampling import sample_rows  # noqa: E402
+from restem_assets.store.schemas import EVAL_SAMPLES, SAMPLES  # noqa: E402
+from restem_assets.store.tables import ParquetStore  # noqa: E402
 from tests.e2e_helpers import EVAL_ASSETS, ESTEP_ASSETS, SETUP_ASSETS, materialize, resources  # noqa: E402
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("dagster_ray", reason="the ray extra is not installed (pip install '.[ray]')")
 
 from dagster_project.instance import persistent_instance, prepare_dagster_home  # noqa: E402
-from restem_assets.storage import ParquetStore  # noqa: E402
+from restem_assets.store.tables import ParquetStore  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

@@ -21,7 +21,7 @@ import pytest
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from dagster_project.instance import persistent_instance
-from restem_assets.storage import ParquetStore
+from restem_assets.store.tables import ParquetStore
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ def assert_consistent(loop: Loop) -> None:
         keys = [(r["mode"], r["problem_id"], r["sample_idx"]) for r in evals]
         assert len(keys) == TEST * (1 + EVAL_K) and len(set(keys)) == len(keys)
     instance = persistent_instance(loop.home)
-    from restem_assets.assets.policy import lookup_policy
+    from restem_assets.assets.policy_lineage import lookup_policy
 
     base, policy1 = lookup_policy(instance, 0), lookup_policy(instance, 1)
     assert {r["policy_path"] for r in samples} == {base.path}, "iteration 1 sampled from the base model"
@@ -133,13 +133,13 @@ def test_sigkill_during_a_parquet_write_keeps_the_old_table_and_is_cleaned(tmp_p
     the next driver removes."""
     root = tmp_path / "data"
     store = ParquetStore(str(root))
-    from restem_assets.schemas import SFT_SET
+    from restem_assets.store.schemas import SFT_SET
 
     old = [{"problem_id": "p", "sample_idx": 0, "prompt": "P", "completion": "old", "n_tokens": 1}]
     store.write_table("sft_set", old, SFT_SET, 1)
     before = (root / "sft_set" / "iteration=1" / "part-0.parquet").read_bytes()
     writer = (
-        "import sys; from restem_assets.storage import ParquetStore; from restem_assets.schemas import SFT_SET\n"
+        "import sys; from restem_assets.store.tables import ParquetStore; from restem_assets.store.schemas import SFT_SET\n"
         "row = {'problem_id': 'p', 'sample_idx': 0, 'prompt': 'P' * 200, 'completion': 'new' * 100, 'n_tokens': 1}\n"
         "with ParquetStore(sys.argv[1]).writer('sft_set', SFT_SET, 1) as w:\n"
         "    for _ in range(100000): w.write([row] * 64)\n"
@@ -190,7 +190,7 @@ def test_rerunning_an_iteration_makes_what_used_it_stale(tmp_path, model_path):
     from dagster_project.definitions import build_definitions
     from dagster_project.loop_state import read_loop_state
     from dagster_project.run_guard import process_tags
-    from restem_assets.assets.policy import lookup_policy
+    from restem_assets.assets.policy_lineage import lookup_policy
     from restem_assets.assets.resources import Settings
 
     instance = persistent_instance(loop.home)

@@ -5,11 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from restem_assets.analytics import run_query
-from restem_assets.rescore import rescore_iteration
+from restem_assets.reporting.analytics import run_query
+from restem_assets.rewards.rescore import rescore_iteration
 from restem_assets.rewards.provenance import verifier_version
-from restem_assets.schemas import PROBLEMS, REWARDS, SAMPLES
-from restem_assets.storage import ParquetStore
+from restem_assets.store.schemas import PROBLEMS, REWARDS, SAMPLES
+from restem_assets.store.tables import ParquetStore
 
 RESTEM = Path(sys.executable).with_name("restem")
 QUESTION = "State the final answer to the following arithmetic problem: 12 + 7 ="

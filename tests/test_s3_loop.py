@@ -74,7 +74,7 @@ def test_tiny_loop_with_the_data_root_on_s3(tmp_path, model_path, s3_env):
     assert f"{model_dir}/config.json" in keys and f"{model_dir}/model.safetensors" in keys
 
     # DuckDB over the S3 tables (fsspec registered on the connection), and through `restem sql`
-    from restem_assets.analytics import connect
+    from restem_assets.reporting.analytics import connect
 
     con = connect(ROOT)
     assert con.execute("select count(*) from samples where iteration = 1").fetchone()[0] == TRAIN * K
@@ -86,7 +86,7 @@ def test_tiny_loop_with_the_data_root_on_s3(tmp_path, model_path, s3_env):
     assert sql.returncode == 0 and "pass_rate" in sql.stdout, sql.stderr[-2000:]
 
     # evaluation[1] sampled from the fine-tuned model on S3, downloaded to the local cache
-    from restem_assets.storage import ParquetStore
+    from restem_assets.store.tables import ParquetStore
 
     store = ParquetStore(ROOT)
     assert {r["policy_path"] for r in store.read_table("eval_samples", 1).to_pylist()} == {f"s3://{model_dir}"}
@@ -95,7 +95,7 @@ def test_tiny_loop_with_the_data_root_on_s3(tmp_path, model_path, s3_env):
 
 def test_publish_over_an_s3_object_never_hides_it(s3_env):
     """Replacing a table on S3 while another thread reads it: every read finds a whole, valid file."""
-    from restem_assets.storage import ParquetStore
+    from restem_assets.store.tables import ParquetStore
 
     store = ParquetStore(ROOT)
     schema = pa.schema([("i", pa.int64()), ("text", pa.string())])
@@ -128,8 +128,8 @@ def test_publish_over_an_s3_object_never_hides_it(s3_env):
 
 def test_model_upload_publishes_config_last(tmp_path, s3_env):
     """A model directory on S3 becomes loadable (config.json present) only once every other file is there."""
-    from restem_assets import atomic
-    from restem_assets.model_cache import missing_model_files
+    from restem_assets.store import atomic
+    from restem_assets.models.model_cache import missing_model_files
 
     local = tmp_path / "model"
     local.mkdir()

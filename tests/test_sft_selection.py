@@ -1,6 +1,6 @@
 import pytest
 
-from restem_assets.sft_selection import SftSelector
+from restem_assets.training.sft_selection import SftSelector
 
 
 def select_sft_rows(pairs, max_per_problem=10):

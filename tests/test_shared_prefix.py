@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from restem_assets.shared_prefix import MIN_SHARED_PREFIX, batch_prefix_length, prefix_shared_loss, shared_prefix_length
+from restem_assets.generation.shared_prefix import MIN_SHARED_PREFIX, batch_prefix_length, prefix_shared_loss, shared_prefix_length
 
 
 def test_shared_prefix_length_leaves_every_sequence_a_token_of_its_own():

@@ -21,9 +21,10 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from restem_assets import analytics, schemas
-from restem_assets.analytics import TABLES
-from restem_assets.storage import ParquetStore
+from restem_assets.reporting import analytics
+from restem_assets.store import schemas
+from restem_assets.reporting.analytics import TABLES
+from restem_assets.store.tables import ParquetStore
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from restem_assets import analytics, schemas
-from restem_assets.costs import STAGE_COSTS, stage_table
+from restem_assets.reporting import analytics
+from restem_assets.store import schemas
+from restem_assets.reporting.costs import STAGE_COSTS, stage_table
 from restem_assets.experiments import EXPERIMENTS, experiment_root
-from restem_assets.storage import ParquetStore
+from restem_assets.store.tables import ParquetStore
 from tests.test_sql import EXPECTED as BASE_EXPECTED
 from tests.test_sql import _same
 

@@ -3,7 +3,7 @@
 import pytest
 
 from restem_assets.generation import SamplingParams, cut_at_stop
-from restem_assets.prompts import CODE_STOP, stop_strings
+from restem_assets.tasks.prompts import CODE_STOP, stop_strings
 
 
 def test_cut_at_the_earliest_stop_string_keeping_it():

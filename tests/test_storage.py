@@ -1,8 +1,8 @@
 import pyarrow as pa
 import pytest
 
-from restem_assets.schemas import SAMPLES, SFT_SET
-from restem_assets.storage import ParquetStore, TableNotFoundError
+from restem_assets.store.schemas import SAMPLES, SFT_SET
+from restem_assets.store.tables import ParquetStore, TableNotFoundError
 
 
 def sft_row(pid: str, idx: int) -> dict:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from restem_assets.schemas import PROBLEMS
+from restem_assets.store.schemas import PROBLEMS
 from restem_assets.tasks import reasoning_gym_tasks
 from restem_assets.tasks.records import file_format
 from restem_assets.tasks.loading import load_problems, problems_table, score_reasoning_gym

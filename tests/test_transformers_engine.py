@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from restem_assets.generation import SamplingParams
-from restem_assets.prompts import build_messages
+from restem_assets.tasks.prompts import build_messages
 from restem_assets.generation.transformers_engine import TransformersEngine
 
 pytestmark = pytest.mark.slow
@@ -84,7 +84,7 @@ def test_prefix_sharing_changes_no_output(engine, model_path):
     _assert_same_completions(engine, whole, prompts)
     batch = next(iter(engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=1))))
     assert batch  # and the prefix really was shared: the common system prompt is long enough
-    from restem_assets.shared_prefix import MIN_SHARED_PREFIX, shared_prefix_length
+    from restem_assets.generation.shared_prefix import MIN_SHARED_PREFIX, shared_prefix_length
 
     ids = engine.tokenizer(prompts, add_special_tokens=False)["input_ids"]
     assert shared_prefix_length(ids) >= MIN_SHARED_PREFIX

@@ -17,7 +17,7 @@ import pytest
 
 from restem_assets.generation import SamplingParams, make_engine, resolve_engine_kind, vllm_available
 from restem_assets.rewards.math import extract_final_answer
-from restem_assets.prompts import build_messages
+from restem_assets.tasks.prompts import build_messages
 from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems
 from restem_assets.tasks.spec import TaskSpec
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import dagster as dg
 
-from restem_assets.costs import STAGE_COSTS, StageMeter, stage_table
-from restem_assets.locks import FileLock, LockHeldError
-from restem_assets.storage import ParquetStore
+from restem_assets.reporting.costs import STAGE_COSTS, StageMeter, stage_table
+from restem_assets.store.locks import FileLock, LockHeldError
+from restem_assets.store.tables import ParquetStore
 
 TORCH_POOL = "torch"  # one torch-heavy step at a time: two on a small CPU host slow each other down
 
@@ -77,7 +77,7 @@ def partition_lock(context: dg.AssetExecutionContext, root: str, name: str):
 
 @contextmanager
 def metered(context: dg.AssetExecutionContext, store: ParquetStore, stage: str, iteration: int, rest=None):
-    """Measure the block (restem_assets/costs.py) and, when it succeeds, write its `stage_costs` row."""
+    """Measure the block (restem_assets/reporting/costs.py) and, when it succeeds, write its `stage_costs` row."""
     meter = StageMeter()
     with meter:
         yield meter

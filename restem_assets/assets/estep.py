@@ -10,16 +10,16 @@ from restem_assets.assets.partitions import iteration_partitions, previous_polic
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
                                          read_problems)
-from restem_assets.costs import count_prompt_tokens, local_model_dir
-from restem_assets.assets.policy import POLICY_KEY, require_policy
+from restem_assets.reporting.costs import count_prompt_tokens, local_model_dir
+from restem_assets.assets.policy_lineage import POLICY_KEY, require_policy
 from restem_assets.generation.engine_pool import expected_tokens
-from restem_assets.sampling import SamplingStats, sample_rows
+from restem_assets.generation.sampling import SamplingStats, sample_rows
 from restem_assets.rewards import RewardStats, accumulate, score_samples
 from restem_assets.rewards.audit import audit_rows
 from restem_assets.rewards.audit import summarize as summarize_audit
-from restem_assets.schemas import REWARD_AUDIT, REWARDS, SAMPLES, SFT_SET
-from restem_assets.sft_selection import SftSelector
-from restem_assets.staging import ChunkStaging
+from restem_assets.store.schemas import REWARD_AUDIT, REWARDS, SAMPLES, SFT_SET
+from restem_assets.training.sft_selection import SftSelector
+from restem_assets.store.staging import ChunkStaging
 
 @dg.asset(
     partitions_def=iteration_partitions,

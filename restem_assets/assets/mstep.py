@@ -12,15 +12,15 @@ from restem_assets.assets.partitions import iteration_partitions
 from restem_assets.assets.resources import ReSTResource, StorageResource
 from restem_assets.assets.common import TORCH_POOL, markdown_table, metered, partition_lock, read_problems
 from restem_assets.assets.namespace import prefix_of
-from restem_assets.assets.policy import lookup_policy, report_policy
-from restem_assets.atomic import is_local, upload_dir
-from restem_assets.distributed_finetune import LAUNCHERS, accelerate_command, read_result, worker_env, write_request
-from restem_assets.finetune import FinetuneResult, FinetuneSettings, conversational_records
-from restem_assets.finetune import finetune as run_finetune
+from restem_assets.assets.policy_lineage import lookup_policy, report_policy
+from restem_assets.store.atomic import is_local, upload_dir
+from restem_assets.training.distributed import LAUNCHERS, accelerate_command, read_result, worker_env, write_request
+from restem_assets.training.finetune import FinetuneResult, FinetuneSettings, conversational_records
+from restem_assets.training.finetune import finetune as run_finetune
 from restem_assets.generation.engine_pool import POOL
-from restem_assets.model_cache import resolve_model
-from restem_assets.policy import init_policy_iteration
-from restem_assets.schemas import FINETUNE_LOG
+from restem_assets.models.model_cache import resolve_model
+from restem_assets.models.policies import init_policy_iteration
+from restem_assets.store.schemas import FINETUNE_LOG
 
 
 Trainer = Callable[[str, list[dict], Path, FinetuneSettings], FinetuneResult]

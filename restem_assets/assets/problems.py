@@ -6,8 +6,8 @@ import pyarrow.compute as pc
 
 from restem_assets.assets.resources import StorageResource, TaskResource
 from restem_assets.assets.common import markdown_table
-from restem_assets.schemas import PROBLEMS
-from restem_assets.storage import table_fingerprint
+from restem_assets.store.schemas import PROBLEMS
+from restem_assets.store.tables import table_fingerprint
 from restem_assets.tasks.loading import load_problems
 from restem_assets.tasks.spec import TaskSpec
 

@@ -9,8 +9,8 @@ import polars as pl
 from restem_assets.assets.namespace import key, prefix_of
 from restem_assets.assets.resources import StorageResource
 from restem_assets.assets.staleness import asset_graph, stale_materializations
-from restem_assets.atomic import write_bytes
-from restem_assets.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame, progress_markdown
+from restem_assets.store.atomic import write_bytes
+from restem_assets.reporting.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame, progress_markdown
 
 TIMED_STAGES = ("samples", "rewards", "sft_set", "finetune", "evaluation")
 

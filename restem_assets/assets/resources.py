@@ -21,12 +21,12 @@ from pydantic import Field
 
 from restem_assets.experiments import check_name as check_experiment_name
 from restem_assets.experiments import experiment_root
-from restem_assets.finetune import FinetuneSettings
+from restem_assets.training.finetune import FinetuneSettings
 from restem_assets.generation import SamplingParams, make_engine
 from restem_assets.generation.engine_pool import POOL, VLLM_BREAK_EVEN_TOKENS, choose_kind
 from restem_assets.generation.vllm_engine import default_enforce_eager
-from restem_assets.model_cache import resolve_model
-from restem_assets.storage import DEFAULT_DATA_ROOT, ParquetStore
+from restem_assets.models.model_cache import resolve_model
+from restem_assets.store.tables import DEFAULT_DATA_ROOT, ParquetStore
 from restem_assets.tasks.spec import TaskSpec
 
 
@@ -105,9 +105,9 @@ class ReSTResource(dg.ConfigurableResource):
     finetune_max_steps: int = Field(-1, description="cap on optimizer steps (-1: no cap); tests use 1-2")
     lora_rank: int = 16
     finetune_prefix_sharing: bool = Field(True, description="run each batch's shared prompt prefix once (same loss "
-                                          "and gradients, ~3x faster on few-shot prompts; restem_assets/shared_prefix.py)")
+                                          "and gradients, ~3x faster on few-shot prompts; restem_assets/generation/shared_prefix.py)")
     finetune_launcher: str = Field("inprocess", description="'inprocess' (this process) or 'accelerate' "
-                                   "(`accelerate launch` through Dagster Pipes, restem_assets/distributed_finetune.py)")
+                                   "(`accelerate launch` through Dagster Pipes, restem_assets/training/distributed.py)")
     finetune_processes: int = Field(2, description="processes for the accelerate launcher (data-parallel ranks)")
     finetune_accelerate_config: str = Field("", description="deploy/accelerate config: ddp_cpu, ddp_gpu, fsdp, "
                                             "deepspeed_zero2, deepspeed_zero3, or a path ('' = ddp_gpu/ddp_cpu)")

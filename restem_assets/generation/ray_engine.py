@@ -43,7 +43,7 @@ class _Replica:
     """One engine in one Ray actor (decorated with ray.remote when the engine starts)."""
 
     def __init__(self, kind: str, model: str, options: Mapping[str, Any]):
-        from restem_assets.model_cache import resolve_model
+        from restem_assets.models.model_cache import resolve_model
 
         self.engine = make_engine(kind, resolve_model(model), **dict(options))
 

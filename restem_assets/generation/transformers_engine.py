@@ -22,7 +22,7 @@ import torch
 from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, stop_token_ids
 from restem_assets.generation.dtype import pick_dtype
 from restem_assets.generation.grouped_attention import use_grouped_decode
-from restem_assets.shared_prefix import MIN_SHARED_PREFIX, broadcast_cache, shared_prefix_length
+from restem_assets.generation.shared_prefix import MIN_SHARED_PREFIX, broadcast_cache, shared_prefix_length
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from restem_assets.schemas import PROBLEMS
+from restem_assets.store.schemas import PROBLEMS
 from restem_assets.tasks.file_datasets import file_problems
 from restem_assets.tasks.function_synthesis import function_synthesis_problems
 from restem_assets.tasks.reasoning_gym_tasks import reasoning_gym_problems, score_reasoning_gym

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from restem_assets.storage import fsspec_open
+from restem_assets.store.tables import fsspec_open
 from restem_assets.tasks.problem_ids import unit_interval
 from restem_assets.tasks.spec import TaskSpec
 

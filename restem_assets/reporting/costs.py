@@ -156,7 +156,7 @@ class StageMeter:
 
 def local_model_dir(path: str) -> str | None:
     """The local directory of a policy's model (for its tokenizer), None if it is not on this machine."""
-    from restem_assets.model_cache import resolve_model
+    from restem_assets.models.model_cache import resolve_model
 
     try:
         return resolve_model(path)

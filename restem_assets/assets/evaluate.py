@@ -10,13 +10,13 @@ from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
                                          read_problems)
-from restem_assets.costs import count_prompt_tokens, local_model_dir
+from restem_assets.reporting.costs import count_prompt_tokens, local_model_dir
 from restem_assets.generation.engine_pool import expected_tokens
-from restem_assets.assets.policy import POLICY_KEY, require_policy
-from restem_assets.evaluation import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
-from restem_assets.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
-from restem_assets.transfer import transfer_problems
-from restem_assets.staging import ChunkStaging
+from restem_assets.assets.policy_lineage import POLICY_KEY, require_policy
+from restem_assets.evaluation.held_out import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
+from restem_assets.store.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
+from restem_assets.evaluation.transfer_benchmarks import transfer_problems
+from restem_assets.store.staging import ChunkStaging
 
 
 def evaluate_into(context, store, rest: ReSTResource, engine: EngineResource, meter, table: str, partition: int,

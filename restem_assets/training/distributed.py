@@ -1,8 +1,8 @@
 """The M-step as a distributed job: TRL training under `accelerate launch` in N processes.
 
-The fine-tune keeps one code path (`restem_assets.finetune.finetune`); this module only
+The fine-tune keeps one code path (`restem_assets.training.finetune.finetune`); this module only
 writes its inputs to files (`request.json`, `records.jsonl`), builds the `accelerate launch`
-command that runs `restem_assets.finetune_worker` in every process, and reads back the
+command that runs `restem_assets.training.finetune_worker` in every process, and reads back the
 main process's `result.json`. Launch configs live in `deploy/accelerate/` (data parallel on
 CPU over gloo or on GPUs, FSDP, DeepSpeed ZeRO-2/3); any other accelerate config file can be
 given by path. The Dagster asset runs the same command through Dagster Pipes
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from restem_assets.finetune import FinetuneResult, FinetuneSettings
+from restem_assets.training.finetune import FinetuneResult, FinetuneSettings
 
 ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "deploy" / "accelerate"
 REQUEST_FILE, RECORDS_FILE, RESULT_FILE = "request.json", "records.jsonl", "result.json"
@@ -74,7 +74,7 @@ def accelerate_command(request: Path, processes: int, config: str = "") -> list[
         raise ValueError(f"rest.finetune_processes must be an int >= 1, got {processes!r}")
     return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(resolve_accelerate_config(config)),
             "--num_processes", str(processes), "--main_process_port", str(free_port()),
-            "-m", "restem_assets.finetune_worker", str(request)]
+            "-m", "restem_assets.training.finetune_worker", str(request)]
 
 
 def worker_env(threads_per_process: int | None = None) -> dict[str, str]:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from restem_assets.generation import GenerationEngine, ProgressFn, SamplingParams
-from restem_assets.metrics import majority_vote, pass_at_k
-from restem_assets.policy import Policy
+from restem_assets.evaluation.metrics import majority_vote, pass_at_k
+from restem_assets.models.policies import Policy
 from restem_assets.rewards import score_samples
 from restem_assets.rewards.math import canonical_answer
-from restem_assets.sampling import RowSink, generate_rows, render_prompts
-from restem_assets.schemas import REWARDS, SAMPLES
+from restem_assets.generation.sampling import RowSink, generate_rows, render_prompts
+from restem_assets.store.schemas import REWARDS, SAMPLES
 
 REWARD_COLUMNS = [name for name in REWARDS.names if name not in SAMPLES.names]  # what eval_samples adds
 

@@ -22,8 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from restem_assets.atomic import staged_file
-from restem_assets.storage import ParquetStore
+from restem_assets.store.atomic import staged_file
+from restem_assets.store.tables import ParquetStore
 
 STAGING_DIR = ".staging"
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams
-from restem_assets.policy import Policy
-from restem_assets.prompts import build_messages, stop_strings
+from restem_assets.models.policies import Policy
+from restem_assets.tasks.prompts import build_messages, stop_strings
 
 
 class RowSink(Protocol):
-    """Where sampled rows go: a table writer, or a crash-safe chunk staging (restem_assets.staging)."""
+    """Where sampled rows go: a table writer, or a crash-safe chunk staging (restem_assets.store.staging)."""
 
     def write(self, rows: list[dict[str, Any]]) -> None: ...
 

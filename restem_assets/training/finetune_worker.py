@@ -1,4 +1,4 @@
-"""One process of a distributed fine-tune: `accelerate launch -m restem_assets.finetune_worker request.json`.
+"""One process of a distributed fine-tune: `accelerate launch -m restem_assets.training.finetune_worker request.json`.
 
 Every process runs the same `finetune()`; Trainer shards the batches over them. The main
 process (rank 0) writes the model and `result.json` and, when Dagster launched it through
@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from restem_assets.atomic import staged_file
-from restem_assets.finetune import FinetuneSettings, finetune, world_size
+from restem_assets.store.atomic import staged_file
+from restem_assets.training.finetune import FinetuneSettings, finetune, world_size
 
 
 def _pipes_context():

@@ -1,20 +1,20 @@
 """The human-data baseline: the base model fine-tuned on reference solutions, as many as iteration 1's SFT set
-has examples, evaluated on the test split like a policy (restem_assets/human_data.py)."""
+has examples, evaluated on the test split like a policy (restem_assets/training/human_solutions.py)."""
 
 import dagster as dg
 
 from restem_assets.generation.engine_pool import POOL
 from restem_assets.assets.common import TORCH_POOL, metered, partition_lock, read_problems
-from restem_assets.assets.evaluation import evaluate_into
+from restem_assets.assets.evaluate import evaluate_into
 from restem_assets.assets.mstep import train_into, trainer_for
 from restem_assets.assets.namespace import prefix_of
-from restem_assets.assets.policy import lookup_policy
+from restem_assets.assets.policy_lineage import lookup_policy
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.finetune import conversational_records
-from restem_assets.human_data import human_sft_rows
-from restem_assets.model_cache import resolve_model
-from restem_assets.policy import Policy
-from restem_assets.schemas import EVALUATIONS, FINETUNE_LOG, SFT_SET
+from restem_assets.training.finetune import conversational_records
+from restem_assets.training.human_solutions import human_sft_rows
+from restem_assets.models.model_cache import resolve_model
+from restem_assets.models.policies import Policy
+from restem_assets.store.schemas import EVALUATIONS, FINETUNE_LOG, SFT_SET
 
 MATCHED_ITERATION = 1  # the baseline has as many examples as this iteration's SFT set; its tables' partition
 

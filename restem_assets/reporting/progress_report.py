@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from restem_assets.analytics import connect, query_df
-from restem_assets.metrics import paired_difference_interval
+from restem_assets.reporting.analytics import connect, query_df
+from restem_assets.evaluation.metrics import paired_difference_interval
 
 COLUMNS = [
     ("iteration", "iter"),

@@ -16,7 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from restem_assets.atomic import staged_dir
+from restem_assets.store.atomic import staged_dir
 
 log = logging.getLogger(__name__)
 

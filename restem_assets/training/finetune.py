@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from restem_assets.atomic import staged_dir
-from restem_assets.prompts import build_messages
+from restem_assets.store.atomic import staged_dir
+from restem_assets.tasks.prompts import build_messages
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class FinetuneSettings:
     dtype: str = "auto"
     seed: int = 0
     max_length: int = 1024
-    # run the prompt prefix all examples of a batch share once per batch (restem_assets/shared_prefix.py);
+    # run the prompt prefix all examples of a batch share once per batch (restem_assets/generation/shared_prefix.py);
     # same loss and gradients, a fraction of the compute when prompts share a long system + exemplar prefix
     prefix_sharing: bool = True
     # TRL turns activation recomputation on by default: a third more compute for memory a 135M model
@@ -179,7 +179,7 @@ def _trainer_class():
     under DDP the forward must go through the wrapper so gradients are synchronized)."""
     from trl import SFTTrainer
 
-    from restem_assets.shared_prefix import prefix_shared_loss
+    from restem_assets.generation.shared_prefix import prefix_shared_loss
 
     class PrefixSharingSFTTrainer(SFTTrainer):
         shared_prefix_tokens = 0
@@ -217,7 +217,7 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
              callbacks: Sequence[Any] = ()) -> FinetuneResult:
     """Fine-tune `init_model` on `records` and write the result to `out_dir` atomically.
 
-    Also the body of each process of a distributed run (restem_assets.finetune_worker under
+    Also the body of each process of a distributed run (restem_assets.training.finetune_worker under
     `accelerate launch`): Trainer shards the batches, and only the main process writes the model.
     """
     import torch

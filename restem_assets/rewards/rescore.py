@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from restem_assets.rewards import score_samples
-from restem_assets.schemas import RESCORES
-from restem_assets.storage import ParquetStore
+from restem_assets.store.schemas import RESCORES
+from restem_assets.store.tables import ParquetStore
 
 
 @dataclass

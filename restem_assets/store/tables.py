@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
-from restem_assets.atomic import staged_file
+from restem_assets.store.atomic import staged_file
 
 PART_NAME = "part-0.parquet"
 DEFAULT_DATA_ROOT = "data"  # relative to the working directory, like every command's default

@@ -15,7 +15,7 @@ from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 from restem_assets.assets.namespace import Prefix, key, prefix_of
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import ModelResource
-from restem_assets.policy import Policy, PolicyNotFoundError, directory_fingerprint, policy_id
+from restem_assets.models.policies import Policy, PolicyNotFoundError, directory_fingerprint, policy_id
 
 POLICY_KEY = dg.AssetKey("policy")
 
