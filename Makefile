@@ -18,7 +18,7 @@ $(BIN)/python:
 # torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel from local disk.
 # The `ray` extra (Ray, dagster-ray, dagster-k8s, s3fs, moto) is installed too, so CI tests scale-out.
 # Then the vLLM build for this host (scripts/install_vllm.sh; RESTEM_SKIP_VLLM=1 skips it).
-$(VENV)/.installed: pyproject.toml scripts/install_vllm.sh | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py scripts/install_vllm.sh | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,ray]'
 	bash scripts/install_vllm.sh $(BIN)/python
 	touch $@
@@ -65,6 +65,9 @@ gpu-tokenizer: model
 	cp "$$($(BIN)/python -c 'from restem_assets.models.model_cache import ensure_default_model as m; print(m())')"/{tokenizer.json,tokenizer_config.json,chat_template.jinja} bench/gpu_tokenizer/
 
 clean:
-	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/models \
-	       data/evaluations data/eval_samples data/finetune_log data/reports data/reward_audit \
-	       data/rescores data/.staging data/.locks data/transfer_evaluations data/transfer_samples data/code
+	rm -rf data/dagster_home data/problems data/samples data/rewards data/sft_set data/finetune_log \
+	       data/evaluations data/eval_samples data/reward_audit data/rescores \
+	       data/transfer_evaluations data/transfer_samples \
+	       data/human_sft_set data/human_finetune_log data/human_eval_samples data/human_evaluations \
+	       data/stage_costs data/experiments data/models data/reports data/.staging data/.locks \
+	       data/experiment=* data/code

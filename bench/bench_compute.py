@@ -9,10 +9,9 @@ Also reports whether bf16 is native (the dtype restem picks follows it).
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from bench.results import write_result
+from bench.results import parse_args, write_result
 
 
 def peak_matmul_flops(dtype, seconds: float) -> dict:
@@ -47,9 +46,7 @@ def model_parameters() -> int:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=2.0)
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv, seconds=2.0)
     import torch
 
     from restem_assets.generation.dtype import cpu_native_bf16, pick_dtype

@@ -11,16 +11,15 @@ learning rate; reports examples/s, tokens/s, the final loss of each, and trainin
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from pathlib import Path
 
-from bench.results import write_result
+from bench.results import parse_args, write_result
 
 CONFIGS = {
-    "baseline": {"prefix_sharing": False, "gradient_checkpointing": True},
-    "restem": {"prefix_sharing": True, "gradient_checkpointing": False},
+    "baseline": {"finetune_prefix_sharing": False, "finetune_gradient_checkpointing": True},
+    "restem": {"finetune_prefix_sharing": True, "finetune_gradient_checkpointing": False},
 }
 
 
@@ -40,11 +39,7 @@ def chain_sum_records(n: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--examples", type=int, default=48)
-    ap.add_argument("--epochs", type=float, default=1.0)
-    ap.add_argument("--configs", default="baseline,restem")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv, examples=48, epochs=1.0, configs="baseline,restem")
     from bench.bench_compute import model_parameters
     from restem_assets.training.finetune import FinetuneSettings, finetune
     from restem_assets.models.model_cache import ensure_default_model

@@ -9,12 +9,11 @@ Reports useful tokens/s (completion tokens up to end-of-turn) and samples/s.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import platform
 import time
 
-from bench.results import write_result
+from bench.results import parse_args, write_result
 
 
 
@@ -95,12 +94,8 @@ def engine_run(name: str, model_path: str, msgs, k: int, max_new_tokens: int, se
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--k", type=int, default=8)
-    ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--engines", default="naive,transformers-baseline,transformers,vllm-eager,vllm")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv, prompts=32, k=8, max_new_tokens=96,
+                      engines="naive,transformers-baseline,transformers,vllm-eager,vllm")
     from restem_assets.generation import vllm_available
     from restem_assets.models.model_cache import ensure_default_model
 

@@ -17,7 +17,6 @@ and scoring.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -27,7 +26,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.results import write_result
+from bench.results import parse_args, write_result
 
 import dagster as dg
 
@@ -76,7 +75,7 @@ def child(asset: str, root: str, home: str, problems: int, k: int) -> dict:
     """Run in a fresh process: materialize one asset, report its peak memory."""
     from dagster_project.instance import persistent_instance
     from restem_assets.assets.resources import ModelResource, ReSTResource, StorageResource
-    from restem_assets.assets import estep, policy
+    from restem_assets.assets import estep, policy_lineage
     from restem_assets.models.model_cache import ensure_default_model
     from restem_assets.store.schemas import PROBLEMS
     from restem_assets.store.tables import ParquetStore
@@ -89,8 +88,8 @@ def child(asset: str, root: str, home: str, problems: int, k: int) -> dict:
                  "question": f"What is {i % 100} + 0?", "answer": str(i % 100), "solution": None, "metadata": "{}"}
                 for i in range(problems)]
         ParquetStore(root).write_table("problems", rows, PROBLEMS)
-        dg.materialize([policy.policy, policy.base_model], resources=res, instance=instance)
-        assets = [policy.policy, estep.samples]
+        dg.materialize([policy_lineage.policy, policy_lineage.base_model], resources=res, instance=instance)
+        assets = [policy_lineage.policy, estep.samples]
     else:
         assets = [estep.rewards]
     before = _rss_bytes()
@@ -117,14 +116,8 @@ def measure(problems: int, k: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--problems", type=int, default=1000)
-    ap.add_argument("--k", type=int, default=32)
-    ap.add_argument("--scale", type=int, default=10)
-    ap.add_argument("--child", choices=["samples", "rewards"])
-    ap.add_argument("--root")
-    ap.add_argument("--home")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv, problems=1000, k=32, scale=10, child={"choices": ["samples", "rewards"]},
+                      root={}, home={})
     if args.child:
         print(json.dumps(child(args.child, args.root, args.home, args.problems, args.k)))
         return {}

@@ -47,7 +47,7 @@ def plain_iteration(root: Path, model: str, rest_cfg: dict) -> float:
     """samples, rewards, sft_set, finetune, evaluation as plain function calls (same logic as the assets)."""
     from restem_assets.assets.resources import ReSTResource
     from restem_assets.evaluation.held_out import evaluate_policy
-    from restem_assets.training.finetune import FinetuneSettings, conversational_records, finetune
+    from restem_assets.training.finetune import conversational_records, finetune
     from restem_assets.generation import make_engine
     from restem_assets.models.policies import Policy
     from restem_assets.generation.sampling import sample_rows
@@ -83,9 +83,7 @@ def plain_iteration(root: Path, model: str, rest_cfg: dict) -> float:
         raise RuntimeError("empty SFT set: nothing to fine-tune on")
     store.write_table("sft_set", rows, SFT_SET, 1)
     records = conversational_records(store.read_table("sft_set", 1).to_pylist(), by_id)
-    result = finetune(model, records, Path(store.table_dir("models", 1)), FinetuneSettings(
-        method=rest.finetune_method, learning_rate=rest.learning_rate, epochs=rest.epochs, batch_size=rest.batch_size,
-        max_steps=rest.finetune_max_steps, lora_rank=rest.lora_rank, seed=rest.seed + 1))
+    result = finetune(model, records, Path(store.table_dir("models", 1)), rest.finetune_settings(1))
     store.write_table("finetune_log", result.log, FINETUNE_LOG, 1)
     engine = make_engine(ENGINE["kind"], store.table_dir("models", 1), batch_size=ENGINE["batch_size"])
     try:

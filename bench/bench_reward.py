@@ -11,11 +11,10 @@ Each mix is half correct, half wrong against its gold answer, so both verdicts a
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
-from bench.results import write_result
+from bench.results import parse_args, write_result
 
 from restem_assets.rewards.math import score_math
 
@@ -44,9 +43,7 @@ def cases(kind: str, n: int, rng: random.Random) -> list[tuple[str, str]]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=4000)
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv, n=4000)
     rng = random.Random(0)
     score_math("Answer: 1", "1")  # load math-verify once, outside the timing
     score_math(r"\boxed{\frac{1}{2}}", r"\frac{2}{4}")

@@ -72,7 +72,7 @@ def bench_processes(model: str, steps: int, batch_size: int) -> list[dict]:
     records = [{"prompt": [{"role": "user", "content": f"What is {i} + {i + 3}? End with 'Answer: <number>'."}],
                 "completion": [{"role": "assistant", "content": f"{i} + {i + 3} = {2 * i + 3}.\nAnswer: {2 * i + 3}"}]}
                for i in range(steps * batch_size)]
-    settings = FinetuneSettings(batch_size=batch_size, max_steps=steps, learning_rate=1e-5)
+    settings = FinetuneSettings(batch_size=batch_size, finetune_max_steps=steps, learning_rate=1e-5)
     out = []
     for processes in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:

@@ -12,13 +12,12 @@ restem_assets.reporting.analytics as users run it: one warm-up, then the median 
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import statistics
 import time
 from pathlib import Path
 
-from bench.results import write_result
+from bench.results import parse_args, write_result
 
 import duckdb
 import pyarrow.parquet as pq
@@ -137,12 +136,8 @@ def time_queries(root: Path, repeats: int = 3) -> dict[str, dict]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=10_000_000)
-    ap.add_argument("--iterations", type=int, default=10)
-    ap.add_argument("--root", default="/tmp/restem-bench-sql")
-    ap.add_argument("--keep", action="store_true", help="keep the synthetic store")
-    args = ap.parse_args(argv)
+    args = parse_args(__doc__, argv, rows=10_000_000, iterations=10, root="/tmp/restem-bench-sql",
+                      keep={"action": "store_true", "help": "keep the synthetic store"})
     root = Path(args.root)
     t0 = time.perf_counter()
     sizes = build_history(root, args.rows, args.iterations)

@@ -23,30 +23,30 @@ from pathlib import Path
 
 def _settings(args: argparse.Namespace):
     """Flags over RESTEM_* variables; a registered experiment's profile unless --profile is given."""
-    from restem_assets.assets.resources import Settings, absolute_root
+    from restem_assets.environment import Settings, absolute_root
     from restem_assets.experiments import read_registry
     from restem_assets.store.tables import ParquetStore
 
-    settings = Settings.from_env(profile=args.profile, data_root=args.data_root,
-                                 experiment=getattr(args, "experiment", None))
-    if args.profile is None and settings.experiment != "default" and not os.environ.get("RESTEM_PROFILE"):
+    flags = dict(data_root=args.data_root, dagster_home=args.dagster_home, experiment=getattr(args, "experiment", None))
+    settings = Settings.from_env(profile=args.profile, **flags)
+    if settings.experiment != "default" and args.profile is None and "profile" not in Settings.environment_fields():
         known = read_registry(ParquetStore(absolute_root(settings.data_root)))
         if settings.experiment in known:
-            settings = Settings.from_env(profile=known[settings.experiment].profile, data_root=args.data_root,
-                                         experiment=settings.experiment)
+            settings = Settings.from_env(profile=known[settings.experiment].profile, **flags)
     return settings
 
 
-def _overrides(args: argparse.Namespace) -> dict | None:
-    """`--set resource.field=value` flags as resource overrides (None: none given)."""
+def _overrides(args: argparse.Namespace, settings) -> dict:
+    """What this command sets on top of the profile: `--set resource.field=value` flags (else a named
+    experiment's recorded ones), and `--iterations N` as `rest.target_iterations`."""
+    from dagster_project.definitions import registered_overrides
     from restem_assets.experiments import parse_overrides
 
     items = getattr(args, "overrides", None) or []
-    return parse_overrides(items) if items else None
-
-
-def _dagster_home(args: argparse.Namespace) -> str | None:
-    return args.dagster_home or os.environ.get("DAGSTER_HOME")
+    overrides = parse_overrides(items) if items else registered_overrides(settings)
+    if getattr(args, "iterations", None) is not None:
+        overrides = {**overrides, "rest": {**overrides.get("rest", {}), "target_iterations": args.iterations}}
+    return overrides
 
 
 def _root_cause(result) -> str:
@@ -101,16 +101,15 @@ def _open(args: argparse.Namespace):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # for the libraries: restem never contacts a hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     settings = _settings(args)
-    return settings, build_definitions(settings, _overrides(args)), persistent_instance(_dagster_home(args))
+    return settings, build_definitions(settings, _overrides(args, settings)), persistent_instance(settings.dagster_home)
 
 
 def _recover(instance, root: str) -> None:
     """Before driving: fail runs whose process died (freeing their pool slots) and, when no run is
     left in flight, delete the temporary files killed writers left behind."""
     import dagster as dg
-    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
-    from dagster_project.run_guard import reap_dead_runs, remove_orphans
+    from dagster_project.run_guard import IN_PROGRESS_RUN_STATUSES, reap_dead_runs, remove_orphans
 
     for run_id in reap_dead_runs(instance):
         print(f"restem: run {run_id} was left STARTED by a process that is gone: marked failed, slots freed", flush=True)
@@ -139,28 +138,6 @@ def _driving(args: argparse.Namespace):
         yield settings, defs, instance
 
 
-def _plan_engine_work(defs, iterations: int) -> None:
-    """Tell the engine pool how many tokens this run expects to generate (every iteration's E-step and
-    evaluation, plus the base evaluation), so `auto` weighs one start-up against the whole run."""
-    from restem_assets.generation.engine_pool import POOL, expected_tokens
-
-    rest, task = defs.resources["rest"], defs.resources["task"]
-    per_eval = expected_tokens((task.test_size or 0) * (1 + rest.eval_samples), rest.eval_max_new_tokens)
-    per_estep = expected_tokens((task.train_size or 0) * rest.samples_per_problem, rest.max_new_tokens)
-    POOL.planned_tokens = iterations * per_estep + (iterations + 1) * per_eval
-
-
-def _plan_transfer_work(defs, policies: int) -> None:
-    """`restem transfer` evaluates several policies in one process: plan their tokens together, as a run
-    does, so `auto` starts vLLM once for all of them instead of judging each policy alone."""
-    from restem_assets.generation.engine_pool import POOL, expected_tokens
-    from restem_assets.evaluation.transfer_benchmarks import transfer_problems
-
-    rest = defs.resources["rest"]
-    prompts = sum(len(p) for p in transfer_problems(rest.transfer_benchmarks, rest.transfer_limit).values())
-    POOL.planned_tokens = policies * expected_tokens(prompts, rest.transfer_max_new_tokens)
-
-
 def _close_engines() -> None:
     """Close the run's engine and say how many engines it started and how many policies were swapped into a
     running one; the plan is reset for the next command in this process."""
@@ -168,7 +145,6 @@ def _close_engines() -> None:
 
     print(f"    engines started: {POOL.starts}, policy weights swapped into a running engine: {POOL.swaps}", flush=True)
     POOL.close()
-    POOL.planned_tokens = 0
 
 
 def _register(args: argparse.Namespace, settings, defs) -> None:
@@ -177,9 +153,7 @@ def _register(args: argparse.Namespace, settings, defs) -> None:
     from restem_assets.experiments import Experiment, register
     from restem_assets.store.tables import ParquetStore
 
-    from dagster_project.definitions import registered_overrides
-
-    overrides = _overrides(args) or registered_overrides(settings)
+    overrides = _overrides(args, settings)
     register(ParquetStore(absolute_root(settings.data_root)),
              Experiment(settings.experiment, settings.profile, overrides, resolved_config(defs.resources)))
 
@@ -193,17 +167,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         graph = defs.resolve_asset_graph()
         exp = settings.experiment
         prefix = key_prefix(exp)
-        _plan_engine_work(defs, args.iterations)
+        iterations = defs.resources["rest"].target_iterations
         if args.force or args.from_iteration is not None:
             first = 0 if args.force else args.from_iteration
             if first <= 0:
                 _execute(defs, instance, "setup", None, experiment=exp)
-            for i in range(max(first, 0), args.iterations + 1):
+            for i in range(max(first, 0), iterations + 1):
                 if i:
                     _execute(defs, instance, "iteration", str(i), experiment=exp)
                 _execute(defs, instance, "evaluate", str(i), experiment=exp)
         while True:
-            step = next_step(read_loop_state(instance, graph, prefix), args.iterations, not args.no_stop)
+            step = next_step(read_loop_state(instance, graph, prefix), iterations, not args.no_stop)
             if isinstance(step, str):
                 print(f"restem: {step}", flush=True)
                 if step.startswith("stale"):
@@ -271,7 +245,6 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         for i in sorted(set(wanted) - set(todo)):
             print(f"    transfer[{i}] already materialized (--force redoes it)", flush=True)
         if todo:
-            _plan_transfer_work(defs, len(todo))
             try:
                 for i in todo:
                     _execute(defs, instance, "transfer", str(i), experiment=settings.experiment)
@@ -304,19 +277,23 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from dagster_project.instance import prepare_dagster_home
 
     settings = _settings(args)
-    home = prepare_dagster_home(_dagster_home(args))
+    home = prepare_dagster_home(settings.dagster_home)
     print(f"dagster dev with DAGSTER_HOME={home}", flush=True)
-    env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_PROFILE=settings.profile, RESTEM_DATA_ROOT=settings.data_root,
-               RESTEM_EXPERIMENT=settings.experiment)
-    os.execvpe("dagster", ["dagster", "dev", "--host", args.host, "--port", str(args.port)], env)
+    env = {**os.environ, **settings.environ(), "DAGSTER_HOME": str(home)}
+    # the dagster beside this interpreter: `make ui` runs restem from the venv without the venv on PATH
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execve(dagster, [dagster, "dev", "--host", args.host, "--port", str(args.port)], env)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from restem_assets.profiles import PROFILES
+
     parser = argparse.ArgumentParser(prog="restem", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("--profile", help="default | code | ci | tiny (else $RESTEM_PROFILE, else default)")
+        p.add_argument("--profile", choices=sorted(PROFILES), metavar="PROFILE",
+                       help=f"{' | '.join(PROFILES)} (else $RESTEM_PROFILE, else default)")
         p.add_argument("--data-root", help="where tables and models go (else $RESTEM_DATA_ROOT, else ./data)")
         p.add_argument("--dagster-home", help="the Dagster instance directory (else $DAGSTER_HOME, else ./data/dagster_home)")
         p.add_argument("--experiment", help="the named experiment (else $RESTEM_EXPERIMENT, else default): its own "
@@ -324,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="base evaluation plus N ReST^EM iterations, then the progress table")
     common(p)
-    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=None,
+                   help="how many iterations (sets rest.target_iterations; default: the profile's, 2)")
     p.add_argument("--no-stop", action="store_true", help="keep going even when validation stops improving")
     p.add_argument("--force", action="store_true", help="re-materialize every step, set-up included")
     p.add_argument("--from-iteration", type=int, metavar="I",
@@ -371,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from restem_assets.experiments import ExperimentConfigError
+    from restem_assets.profiles import ConfigError
     from restem_assets.store.locks import LockHeldError
 
     try:
@@ -382,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     except LockHeldError as exc:
         print(f"restem: {exc}", file=sys.stderr)
         return 2
-    except ExperimentConfigError as exc:
+    except (ExperimentConfigError, ConfigError) as exc:
         print(f"restem: {exc}", file=sys.stderr)
         return 2
 

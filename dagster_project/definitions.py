@@ -11,7 +11,8 @@ import dagster as dg
 from dagster_project.jobs import build_jobs
 from dagster_project.sensors import build_continue_rest_loop
 from restem_assets.assets import experiment_assets
-from restem_assets.assets.resources import Settings, absolute_root, build_resources
+from restem_assets.assets.resources import build_resources
+from restem_assets.environment import Settings, absolute_root
 from restem_assets.experiments import DEFAULT_EXPERIMENT, key_prefix, read_registry
 from restem_assets.store.tables import ParquetStore
 

@@ -32,7 +32,7 @@ telemetry:
   enabled: false
 """
 
-DEFAULT_DAGSTER_HOME = "data/dagster_home"  # relative to the working directory, beside the default data root
+from restem_assets.environment import DEFAULT_DAGSTER_HOME
 
 
 def prepare_dagster_home(home: str | Path | None = None) -> Path:

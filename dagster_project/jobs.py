@@ -40,9 +40,7 @@ def build_jobs(prefix: tuple[str, ...] = ()) -> dict[str, dg.UnresolvedAssetJobD
 _DEFAULT = build_jobs()
 setup_job = _DEFAULT["setup"]
 iteration_job = _DEFAULT["iteration"]
-estep_job = _DEFAULT["estep"]
 evaluate_job = _DEFAULT["evaluate"]
-transfer_job = _DEFAULT["transfer"]
 progress_job = _DEFAULT["report_progress"]
 
 ALL_JOBS = list(_DEFAULT.values())

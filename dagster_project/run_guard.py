@@ -21,12 +21,17 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from restem_assets.store.atomic import TMP_MARK
 from restem_assets.store.locks import FileLock, LockHeldError
 
 TAG_PID, TAG_HOST, TAG_START = "restem/pid", "restem/host", "restem/process_start"
+
+# A run that has started and not finished (it may hold pool slots). Dagster's private IN_PROGRESS_RUN_STATUSES
+# (dagster/_core/storage/dagster_run.py) from the public enum; tests/test_dagster_internals.py fails when
+# Dagster adds a status or classifies one differently.
+IN_PROGRESS_RUN_STATUSES = tuple(s for s in dg.DagsterRunStatus
+                                 if s.name in ("STARTING", "STARTED", "SUSPENDED", "CANCELING"))
 
 
 def process_start(pid: int) -> str | None:

@@ -9,11 +9,11 @@ improving (Algorithm 1). Off by default; the CLI driver does the same thing with
 from __future__ import annotations
 
 import dagster as dg
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from dagster_project.jobs import evaluate_job, iteration_job, progress_job, setup_job
 from dagster_project.loop_state import Step, next_step, read_loop_state
 from dagster_project.run_guard import reap_dead_runs
+from restem_assets.assets.policy_lineage import NOT_FINISHED_STATUSES
 from restem_assets.assets.resources import ReSTResource
 
 JOBS = {"setup": setup_job, "iteration": iteration_job, "evaluate": evaluate_job, "report_progress": progress_job}

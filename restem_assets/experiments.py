@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from restem_assets.profiles import ConfigError
 from restem_assets.store.tables import ParquetStore
 
 DEFAULT_EXPERIMENT = "default"
@@ -89,7 +90,7 @@ def parse_override(item: str) -> tuple[str, str, Any]:
     key, sep, text = item.partition("=")
     resource, dot, field = key.partition(".")
     if not sep or not dot or not resource or not field:
-        raise ValueError(f"an override is resource.field=value (e.g. rest.samples_per_problem=4), got {item!r}")
+        raise ConfigError(f"an override is resource.field=value (e.g. rest.samples_per_problem=4), got {item!r}")
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
@@ -114,11 +115,12 @@ def identity(config: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """`resource.field: old -> new` for each identifying field that differs."""
+    """`resource.field: old -> new` for each identifying field that differs. A field one side does not have
+    (a record written before the setting existed) is not a difference: its default is what ran then."""
     a, b = identity(old), identity(new)
     out = []
     for resource in IDENTITY_RESOURCES:
-        for field in sorted(set(a[resource]) | set(b[resource])):
+        for field in sorted(set(a[resource]) & set(b[resource])):
             if a[resource].get(field) != b[resource].get(field):
                 out.append(f"{resource}.{field}: {a[resource].get(field)!r} -> {b[resource].get(field)!r}")
     return out

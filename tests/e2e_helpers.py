@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from restem_assets.assets.resources import EngineResource, ModelResource, ReSTResource, StorageResource, TaskResource
-from restem_assets.assets import estep, evaluation, mstep, policy, problems
+from restem_assets.assets import estep, evaluate, mstep, policy_lineage, problems
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SETUP_ASSETS = [problems.problems, policy.base_model, policy.policy]
-ESTEP_ASSETS = [policy.policy, estep.samples, estep.rewards, estep.sft_set]
+SETUP_ASSETS = [problems.problems, policy_lineage.base_model, policy_lineage.policy]
+ESTEP_ASSETS = [policy_lineage.policy, estep.samples, estep.rewards, estep.sft_set]
 ITERATION_ASSETS = ESTEP_ASSETS + [mstep.finetune]
-EVAL_ASSETS = [policy.policy, evaluation.evaluation]
+EVAL_ASSETS = [policy_lineage.policy, evaluate.evaluation]
 
 
 # One-digit two-term sums: the real 135M model answers about a third of its samples
@@ -42,3 +45,17 @@ def resources(root: Path, model_path: str, task: TaskResource | None = None, **r
 def materialize(assets, res, instance, partition=None, raise_on_error=True):
     return dg.materialize(assets, resources=res, instance=instance, partition_key=partition,
                           raise_on_error=raise_on_error)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 0.1) -> Any:
+    """Poll `predicate` every `interval` seconds until it returns something true, and return that; after
+    `timeout` seconds fail, naming `what` (a callable is asked only then: e.g. for the tail of a log). To
+    give up early (the process it watches died), the predicate raises."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what() if callable(what) else what}")
+        time.sleep(interval)

@@ -8,6 +8,7 @@ line that names what is wrong and where; none of these tests needs the real mode
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -56,14 +57,14 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
         ({"epochs": 0}, "rest.epochs = 0 gives zero optimizer steps: nothing would be trained; "
                         "set epochs > 0 or finetune_max_steps > 0"),
         ({"epochs": -1.5}, "rest.epochs = -1.5 gives zero optimizer steps"),
-        ({"epochs": 0, "max_steps": -1}, "rest.epochs = 0 gives zero optimizer steps"),
-        ({"max_steps": 0}, "rest.finetune_max_steps = 0 gives zero optimizer steps"),
-        ({"epochs": 0, "max_steps": 0}, "rest.finetune_max_steps = 0 gives zero optimizer steps"),
+        ({"epochs": 0, "finetune_max_steps": -1}, "rest.epochs = 0 gives zero optimizer steps"),
+        ({"finetune_max_steps": 0}, "rest.finetune_max_steps = 0 gives zero optimizer steps"),
+        ({"epochs": 0, "finetune_max_steps": 0}, "rest.finetune_max_steps = 0 gives zero optimizer steps"),
         ({"epochs": float("nan")}, "rest.epochs must be a finite number"),
         ({"learning_rate": -1e-5}, "rest.learning_rate must be a finite number >= 0, got -1e-05"),
         ({"batch_size": 0}, "rest.batch_size must be an int >= 1, got 0"),
         ({"batch_size": -4}, "rest.batch_size must be an int >= 1, got -4"),
-        ({"method": "lora", "lora_rank": 0}, "rest.lora_rank must be an int >= 1"),
+        ({"finetune_method": "lora", "lora_rank": 0}, "rest.lora_rank must be an int >= 1"),
     ],
 )
 def test_finetune_settings_refused(kwargs, message):
@@ -73,9 +74,11 @@ def test_finetune_settings_refused(kwargs, message):
     assert "\n" not in str(exc.value)
 
 
-@pytest.mark.parametrize("kwargs", [{"epochs": 0, "max_steps": 2}, {"epochs": 0.5}, {"max_steps": 1}, {}])
+@pytest.mark.parametrize("kwargs", [{"epochs": 0, "finetune_max_steps": 2}, {"epochs": 0.5}, {"finetune_max_steps": 1}, {}])
 def test_finetune_settings_with_steps_accepted(kwargs):
-    FinetuneSettings(**kwargs)
+    """Accepted as given: every field is the value passed or the default, none clamped or reset."""
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneSettings)}
+    assert dataclasses.asdict(FinetuneSettings(**kwargs)) == {**defaults, **kwargs}
 
 
 class _State:
@@ -131,7 +134,7 @@ def test_finetune_zero_steps_after_training_writes_nothing(tmp_path, monkeypatch
     records = [{"prompt": [{"role": "user", "content": "1 + 1"}],
                 "completion": [{"role": "assistant", "content": "2"}]}]
     with pytest.raises(ValueError, match=r"zero optimizer steps on 1 records .*nothing written to .*iteration=1"):
-        finetune("unused", records, out, FinetuneSettings(dtype="float32", max_steps=1))
+        finetune("unused", records, out, FinetuneSettings(finetune_dtype="float32", finetune_max_steps=1))
     assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no model, no staged leftovers
 
 

@@ -53,7 +53,7 @@ def test_code_estep(tmp_path, model_path, task):
 def test_function_synthesis_iteration_reaches_the_m_step(tmp_path, model_path):
     """The code loop on the procedural task with the real model: samples pass the real sandbox, the SFT set
     is not empty, the fine-tune trains and reports policy[1], and the transfer check scores HumanEval."""
-    from restem_assets.assets import evaluation
+    from restem_assets.assets import evaluate
     from tests.e2e_helpers import ITERATION_ASSETS
 
     root = tmp_path / "data"
@@ -81,7 +81,7 @@ def test_function_synthesis_iteration_reaches_the_m_step(tmp_path, model_path):
     assert instance.get_latest_materialization_event(dg.AssetKey("policy")) is not None
     assert "1" in instance.get_materialized_partitions(dg.AssetKey("policy"))
 
-    materialize([policy_asset(), evaluation.transfer_evaluation], res, instance, partition="1")
+    materialize([policy_asset(), evaluate.transfer_evaluation], res, instance, partition="1")
     transfer = store.read_table("transfer_evaluations", 1).to_pylist()
     assert [t["benchmark"] for t in transfer] == ["humaneval", "humaneval"]
     assert {t["reason"] for t in transfer} <= CODE_REASONS
@@ -91,6 +91,6 @@ def test_function_synthesis_iteration_reaches_the_m_step(tmp_path, model_path):
 
 
 def policy_asset():
-    from restem_assets.assets import policy
+    from restem_assets.assets import policy_lineage
 
-    return policy.policy
+    return policy_lineage.policy

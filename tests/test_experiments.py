@@ -82,9 +82,17 @@ def test_definitions_of_a_named_experiment_are_prefixed(tmp_path):
 
 @pytest.mark.parametrize("experiment", ["default", "k4"])
 def test_definitions_are_loadable_as_the_webserver_loads_them(tmp_path, experiment):
-    """What `dagster dev` checks (unique op and job names, resources): execute_in_process alone does not."""
-    dg.Definitions.validate_loadable(build_definitions(Settings(profile="tiny", data_root=str(tmp_path),
-                                                                experiment=experiment)))
+    """What `dagster dev` checks (unique op and job names, resources): execute_in_process alone does not.
+    Then what it serves: every job of the experiment, its loop sensor, every resource an asset needs."""
+    from dagster_project.jobs import build_jobs
+
+    defs = build_definitions(Settings(profile="tiny", data_root=str(tmp_path), experiment=experiment))
+    dg.Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    assert set(build_jobs(key_prefix(experiment))) <= {job.name for job in repo.get_all_jobs()}
+    assert len(repo.sensor_defs) == 1 and repo.sensor_defs[0].name.startswith("continue_rest_loop")
+    needed = set().union(*(a.required_resource_keys for a in defs.resolve_asset_graph().assets_defs))
+    assert needed - {"io_manager"} == set(repo.get_top_level_resources()), "each needed resource bound, none unused"
 
 
 def test_named_experiment_definitions_use_its_recorded_overrides(tmp_path):

@@ -45,3 +45,19 @@ def test_no_engine_imports_another_engine():
         path = ROOT / "restem_assets" / "generation" / f"{name}.py"
         others = {m for m in imported_modules(path) if m.rsplit(".", 1)[-1] in engines - {name}}
         assert not others, f"{name} imports {others}"
+
+
+def test_no_two_library_modules_share_a_name():
+    """`evaluation` or `policy` must name one thing: every module (a .py file other than __init__.py)
+    and every package (a folder of them) in restem_assets/ and dagster_project/ has its own name."""
+    places: dict[str, list[str]] = {}
+    for top in ("restem_assets", "dagster_project"):
+        for path in (ROOT / top).rglob("*.py"):
+            where = path.relative_to(ROOT)
+            if path.name != "__init__.py":
+                places.setdefault(path.stem, []).append(str(where))
+            for folder in where.parents[:-1]:  # the packages it sits in, up to `top` itself
+                places.setdefault(folder.name, []).append(f"{folder}/")
+    shared = {name: sorted(set(where)) for name, where in places.items() if len(set(where)) > 1}
+    assert shared == {}
+    assert len(places) > 60, "the walk found the library"

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -22,6 +21,7 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 
 from dagster_project.instance import persistent_instance
 from restem_assets.store.tables import ParquetStore
+from tests.e2e_helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -44,9 +44,15 @@ class Loop:
     def start(self, *extra: str) -> tuple[subprocess.Popen, Path]:
         self.n += 1
         log = self.tmp / f"run{self.n}.log"
+        self.tmpdir = self.tmp / f"tmp{self.n}"  # the run's TMPDIR: what it has in flight shows there
+        self.tmpdir.mkdir()
         proc = subprocess.Popen(self.argv(*extra), stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                start_new_session=True, env=self.env, cwd=self.tmp)
+                                start_new_session=True, env=dict(self.env, TMPDIR=str(self.tmpdir)), cwd=self.tmp)
         return proc, log
+
+    def fine_tuning(self) -> bool:
+        """The latest run is inside `finetune()`: its trainer's work directory exists (removed when it returns)."""
+        return any(self.tmpdir.glob("restem-trainer-*"))
 
     def run(self, *extra: str, timeout: float = 900) -> tuple[int, str]:
         proc, log = self.start(*extra)
@@ -57,20 +63,14 @@ class Loop:
                 os.killpg(proc.pid, signal.SIGKILL)
         return rc, log.read_text()
 
-    def kill_when(self, condition, *extra: str, timeout: float = 900, after_s: float = 0.0) -> str:
+    def kill_when(self, condition, *extra: str, timeout: float = 900) -> str:
         """Start a run and SIGKILL its whole process group as soon as `condition(log_text)` holds."""
         proc, log = self.start(*extra)
-        deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline:
-                if condition(log.read_text()):
-                    time.sleep(after_s)
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    return log.read_text()
-                assert proc.poll() is None, f"run ended before the kill point:\n{log.read_text()[-3000:]}"
-                time.sleep(0.01)
-            raise AssertionError(f"kill point never reached:\n{log.read_text()[-3000:]}")
+            while_running(proc, log, condition, timeout, "the kill point")
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return log.read_text()
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -78,6 +78,19 @@ class Loop:
 
     def leftovers(self) -> list[str]:
         return [str(p) for p in self.data.rglob("*") if ".tmp-" in p.name or ".staging" in p.parts]
+
+
+def while_running(proc: subprocess.Popen, log: Path, condition, timeout: float, what: str) -> None:
+    """Wait until `condition(log_text)` holds; fail at once, with the log's tail, if `proc` ends first."""
+
+    def check() -> bool:
+        text = log.read_text()
+        if condition(text):
+            return True
+        assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before {what}:\n{text[-3000:]}"
+        return False
+
+    wait_for(check, timeout, lambda: f"{what}:\n{log.read_text()[-3000:]}", interval=0.01)
 
 
 def assert_consistent(loop: Loop) -> None:
@@ -118,7 +131,7 @@ def test_sigkill_anywhere_then_resume(tmp_path, model_path):
     assert "kept from an interrupted run" in log, "finished chunks are kept, only missing samples generated"
 
     # 3. during the fine-tune
-    log = loop.kill_when(lambda text: "fine-tuning" in text, after_s=1.0)
+    log = loop.kill_when(lambda text: "fine-tuning" in text and loop.fine_tuning())
     assert "resuming at" in log or "==> iteration[1]" in log
 
     # 4. the next run completes without any hand work
@@ -146,11 +159,12 @@ def test_sigkill_during_a_parquet_write_keeps_the_old_table_and_is_cleaned(tmp_p
     )
     proc = subprocess.Popen([sys.executable, "-c", writer, str(root)], start_new_session=True)
     part_dir = root / "sft_set" / "iteration=1"
-    deadline = time.monotonic() + 120
-    while not any(p.name.startswith(".part-0.parquet.tmp-") and p.stat().st_size > 0 for p in part_dir.iterdir()):
-        assert proc.poll() is None and time.monotonic() < deadline, "the writer never started writing"
-        time.sleep(0.01)
-    time.sleep(0.5)  # well inside the write
+
+    def well_inside_the_write() -> bool:  # 1 MiB: dozens of row groups written, many more to come
+        assert proc.poll() is None, "the writer ended before the kill"
+        return any(p.name.startswith(".part-0.parquet.tmp-") and p.stat().st_size >= 2**20 for p in part_dir.iterdir())
+
+    wait_for(well_inside_the_write, 120, "the writer to be 1 MiB into the new table", interval=0.01)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (part_dir / "part-0.parquet").read_bytes() == before, "readers still see the old, whole table"
@@ -167,10 +181,7 @@ def test_a_second_driver_is_refused_naming_the_first(tmp_path, model_path):
     loop = Loop(tmp_path, model_path)
     first, log = loop.start()
     try:
-        deadline = time.monotonic() + 300
-        while "==> " not in log.read_text():
-            assert first.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.1)
+        while_running(first, log, lambda text: "==> " in text, 300, "the first driver's first job")
         rc, second = loop.run(timeout=120)
         assert rc == 2
         assert "another restem driver is running on this instance" in second
@@ -220,11 +231,10 @@ def test_rerunning_an_iteration_makes_what_used_it_stale(tmp_path, model_path):
 def test_sigterm_stops_the_driver_and_the_next_run_resumes(tmp_path, model_path):
     loop = Loop(tmp_path, model_path)
     proc, log = loop.start()
-    deadline = time.monotonic() + 300
-    while "==> evaluate[0]" not in log.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-        time.sleep(0.1)
-    time.sleep(2)
+    staged = loop.data / ".staging" / "eval_samples" / "iteration=0"
+    # mid-step: evaluate[0] has written its first crash-safe chunk and has more to generate
+    while_running(proc, log, lambda text: "==> evaluate[0]" in text and any(staged.glob("*/chunk-*.parquet")), 300,
+                  "evaluate[0] under way")
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(timeout=60)

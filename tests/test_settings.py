@@ -1,22 +1,33 @@
-"""One configuration path: Settings (environment or CLI flags) -> profile defaults -> overrides."""
+"""One configuration path: Settings (environment or CLI flags) -> profile -> overrides, each setting defined once."""
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
-from restem_assets.assets.resources import PROFILES, Settings, build_resources
+from restem_assets.assets.resources import RESOURCE_CLASSES, ConfigError, build_resources
+from restem_assets.environment import VARIABLES, Settings
+from restem_assets.profiles import PROFILES
+from restem_assets.rest_settings import ReSTSettings
+from restem_assets.tasks.spec import TaskSpec
+from restem_assets.training.finetune import FinetuneSettings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_from_env_reads_every_variable_and_explicit_values_win(tmp_path):
     env = {"RESTEM_PROFILE": "tiny", "RESTEM_DATA_ROOT": str(tmp_path), "RESTEM_BASE_MODEL": "/m",
-           "RESTEM_ENGINE": "transformers"}
-    assert Settings.from_env(env) == Settings("tiny", str(tmp_path), "/m", "transformers")
+           "RESTEM_ENGINE": "transformers", "DAGSTER_HOME": "/h", "RESTEM_EXPERIMENT": "k4", "OTHER": "x"}
+    assert Settings.from_env(env) == Settings(profile="tiny", data_root=str(tmp_path), base_model="/m",
+                                              engine="transformers", dagster_home="/h", experiment="k4")
+    assert Settings.from_env(env).environ() == {k: v for k, v in env.items() if k != "OTHER"}
     assert Settings.from_env(env, profile="ci", data_root=None).profile == "ci"
     assert Settings.from_env({}) == Settings()
 
 
 def test_unknown_profile_is_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"'huge' is not one of \['ci', 'code', 'default', 'tiny', 'tiny_easy'\]"):
+    with pytest.raises(ConfigError, match=r"'huge' is not one of ci, code, default, tiny, tiny_easy"):
         Settings.from_env({"RESTEM_PROFILE": "huge"})
 
 
@@ -37,14 +48,63 @@ def test_settings_reach_the_resources_and_relative_roots_become_absolute(tmp_pat
 def test_every_profile_is_valid_for_the_resource_classes():
     for name in PROFILES:
         res = build_resources(Settings(profile=name))
-        assert res["task"].spec().train_size == PROFILES[name]["task"]["train_size"]
+        expected = PROFILES[name].get("task", {}).get("train_size", TaskSpec().train_size)
+        assert res["task"].spec().train_size == expected
 
 
 def test_unknown_override_keys_are_refused():
-    with pytest.raises(ValueError, match="unknown resources"):
+    with pytest.raises(ConfigError, match="no resource named 'optimizer'; the resources are engine, model, rest"):
         build_resources(Settings(), {"optimizer": {"lr": 1}})
-    with pytest.raises(ValueError, match=r"resource .rest. has no fields \[.nonsense.\]"):
+    with pytest.raises(ConfigError, match=r"resource 'rest' has no field 'nonsense'; its fields: "):
         build_resources(Settings(), {"rest": {"nonsense": 1}})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"rest": {"samples_per_problem": "abc"}}, r"^rest\.samples_per_problem: input should be a valid integer.*'abc'"),
+    ({"rest": {"temperature": -1}}, r"^rest\.temperature must be a finite number >= 0, got -1"),
+    ({"rest": {"finetune_max_steps": 0}}, r"^rest\.finetune_max_steps = 0 gives zero optimizer steps"),
+    ({"task": {"kind": "nosuch"}}, r"^TaskSpec\.kind must be one of"),
+    ({"engine": {"kind": "fast"}}, r"^engine\.kind must be 'auto', 'transformers' or 'vllm', got 'fast'"),
+])
+def test_a_bad_value_is_one_line_naming_the_setting_before_anything_runs(overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        build_resources(Settings(profile="tiny"), overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_class_defaults_are_the_default_profile():
+    """The default profile sets nothing: what the classes say is what `make demo` runs."""
+    assert PROFILES["default"] == {}
+    res = build_resources(Settings())
+    assert res["rest"].settings() == ReSTSettings() and res["rest"].samples_per_problem == 4
+    assert res["task"].spec() == TaskSpec()
+
+
+@pytest.mark.parametrize("key, settings_cls", [("rest", ReSTSettings), ("task", TaskSpec)])
+def test_every_library_setting_is_a_resource_and_launchpad_field(key, settings_cls):
+    """A setting is defined once, in the library class: the resource, its launchpad config schema and the
+    fine-tune's own settings are derived from it (adding a field there is the one edit)."""
+    import dagster as dg
+
+    names = {f.name for f in dataclasses.fields(settings_cls)}
+    assert set(RESOURCE_CLASSES[key].model_fields) == names
+    resource = build_resources(Settings(profile="tiny"))[key]
+    schema = resource.get_resource_definition().config_schema.config_type
+    assert set(schema.fields) == names and isinstance(resource, dg.ConfigurableResource)
+    if key == "rest":  # the fine-tune's settings are projected by name from the same object
+        assert {f.name for f in dataclasses.fields(FinetuneSettings)} <= names
+        ft = resource.finetune_settings(3)
+        assert ft.seed == resource.seed + 3 and ft.learning_rate == resource.learning_rate
+
+
+def test_the_environment_is_read_in_one_module():
+    """Only restem_assets/environment.py reads RESTEM_* / DAGSTER_HOME variables (child processes aside)."""
+    readers = re.compile(r"(os\.environ(\.get)?|os\.getenv|environ\.get)\(\s*[\"'](RESTEM_|DAGSTER_HOME)|"
+                         r"os\.environ\[\s*[\"'](RESTEM_|DAGSTER_HOME)")
+    offenders = [str(p.relative_to(ROOT)) for folder in ("restem_assets", "dagster_project", "deploy")
+                 for p in (ROOT / folder).rglob("*.py") if readers.search(p.read_text())]
+    assert offenders == []
+    assert set(VARIABLES.values()) == {f.name for f in dataclasses.fields(Settings)}
 
 
 def test_importing_the_definitions_reads_no_environment_beyond_settings(monkeypatch, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import dagster as dg
 import pytest
@@ -25,7 +26,6 @@ def sigterm_guard():
     signal.signal(signal.SIGTERM, previous)
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 class _TermOnDelete:
     def __del__(self):
         os.kill(os.getpid(), signal.SIGTERM)  # the handler's KeyboardInterrupt is raised here, and ignored
@@ -40,6 +40,7 @@ def _defs(body) -> dg.Definitions:
     return dg.Definitions(assets=[step], jobs=[dg.define_asset_job("job", selection=[step])])
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed interrupt
 def test_an_interrupt_swallowed_inside_del_still_stops_the_driver(sigterm_guard, capsys):
     def body():
         _TermOnDelete()  # deleted at once: SIGTERM arrives inside __del__
@@ -80,6 +81,17 @@ def test_a_signal_dagster_records_and_forgets_between_steps_is_still_seen(sigter
     assert run_guard.stop_requested() == signal.SIGTERM, "asking again does not forget it either"
 
 
-def test_without_a_signal_the_step_runs_on(sigterm_guard):
+def test_without_a_signal_the_step_runs_on(sigterm_guard, capsys):
+    """With the guard installed and no signal, the step runs, the run succeeds and the driver goes on:
+    `_execute` returns (no SystemExit) the run's duration, measured around the run itself."""
+    ran = []
     with dg.instance_for_test() as instance:
-        assert cli._execute(_defs(lambda: None), instance, "job", None) >= 0
+        t0 = time.perf_counter()
+        seconds = cli._execute(_defs(lambda: ran.append(True)), instance, "job", None)
+        elapsed = time.perf_counter() - t0
+        assert ran == [True], "the step body ran"
+        assert instance.get_runs()[0].status == dg.DagsterRunStatus.SUCCESS
+    assert 0 < seconds <= elapsed, f"the run's duration {seconds} lies within the call's {elapsed}"
+    assert run_guard.stop_requested() is None
+    out = capsys.readouterr()
+    assert "==> job" in out.out and "job done in" in out.out and "stopped by signal" not in out.err

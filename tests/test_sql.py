@@ -49,31 +49,20 @@ TRANSFER = {
 }
 DOMAIN = {pid: domain for pid, _, _, domain, _ in PROBLEMS}
 # E-step of iteration i (sampled from policy[i-1]) -> (problem_id, sample_idx, reason, n_tokens,
-# finish_reason); reward = 1 iff reason is 'correct' or 'passed'.
-SAMPLES = {
-    1: [
-        ("p1", 0, "correct", 10, "stop"),
-        ("p1", 1, "wrong", 20, "stop"),
-        ("p1", 2, "correct", 30, "stop"),
-        ("p2", 0, "no_answer", 100, "length"),
-        ("p2", 1, "wrong", 40, "stop"),
-        ("p2", 2, "no_answer", 100, "length"),
-        ("p3", 0, "syntax_error", 50, "stop"),
-        ("p3", 1, "runtime_error", 60, "stop"),
-        ("p3", 2, "wrong_answer", 70, "stop"),
-    ],
-    2: [
-        ("p1", 0, "correct", 12, "stop"),
-        ("p1", 1, "correct", 18, "stop"),
-        ("p1", 2, "correct", 30, "stop"),
-        ("p2", 0, "correct", 80, "stop"),
-        ("p2", 1, "wrong", 40, "stop"),
-        ("p2", 2, "no_answer", 200, "length"),
-        ("p3", 0, "passed", 25, "stop"),
-        ("p3", 1, "timeout", 35, "stop"),
-        ("p3", 2, "passed", 45, "stop"),
-    ],
-}
+# finish_reason); reward = 1 iff reason is 'correct' or 'passed'. Written side by side: one line per
+# (problem_id, sample_idx), its (reason, n_tokens, finish_reason) in iteration 1, then in iteration 2.
+_SAMPLE_OUTCOMES = [
+    ("p1", 0, ("correct", 10, "stop"), ("correct", 12, "stop")),
+    ("p1", 1, ("wrong", 20, "stop"), ("correct", 18, "stop")),
+    ("p1", 2, ("correct", 30, "stop"), ("correct", 30, "stop")),
+    ("p2", 0, ("no_answer", 100, "length"), ("correct", 80, "stop")),
+    ("p2", 1, ("wrong", 40, "stop"), ("wrong", 40, "stop")),
+    ("p2", 2, ("no_answer", 100, "length"), ("no_answer", 200, "length")),
+    ("p3", 0, ("syntax_error", 50, "stop"), ("passed", 25, "stop")),
+    ("p3", 1, ("runtime_error", 60, "stop"), ("timeout", 35, "stop")),
+    ("p3", 2, ("wrong_answer", 70, "stop"), ("passed", 45, "stop")),
+]
+SAMPLES = {it: [(pid, idx, *outcomes[it - 1]) for pid, idx, *outcomes in _SAMPLE_OUTCOMES] for it in (1, 2)}
 # iteration -> kept (problem_id, sample_idx); iteration 2 dropped p3/2 as a duplicate of p3/0.
 SFT = {1: [("p1", 0), ("p1", 2)], 2: [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p3", 0)]}
 # iteration -> accepted samples the reward audit flagged: (problem_id, sample_idx, rule).

@@ -48,6 +48,33 @@ def assert_disjoint_and_unique(table: pa.Table) -> None:
     assert len(set(ids)) == len(ids)
 
 
+def file_task(kind: str, train_path: str, test_path: str):
+    """`spec(**kwargs)`: a TaskSpec of `kind` over the two fixture files, every row kept, `kwargs` on top."""
+
+    def spec(**kwargs) -> TaskSpec:
+        return TaskSpec(**{"kind": kind, "train_path": train_path, "test_path": test_path, "train_size": None,
+                           "test_size": None, **kwargs})
+
+    return spec
+
+
+def load_fixture_splits(spec: TaskSpec) -> tuple[list[dict], list[dict]]:
+    """(train rows, test rows) of a fixture pair (6 train and 5 test problems), after the table checks."""
+    table = load_problems(spec)
+    assert table.schema.equals(PROBLEMS)
+    train, test = split_rows(table, "train"), split_rows(table, "test")
+    assert len(train) == 6 and len(test) == 5
+    assert_disjoint_and_unique(table)
+    return train, test
+
+
+def assert_memory_urls_match_local(spec) -> None:
+    """The fixture files copied to memory:// load to the same table as the local files."""
+    local = load_problems(spec())
+    train_url, test_url = copy_to_memory(spec().train_path, spec().test_path)
+    assert load_problems(spec(train_path=train_url, test_path=test_url)).equals(local)
+
+
 @pytest.fixture(scope="module")
 def default_table() -> pa.Table:
     return load_problems(TaskSpec())
@@ -189,8 +216,7 @@ def test_score_reasoning_gym_rejects_foreign_metadata():
 # -- GSM8K ----------------------------------------------------------------------------------------
 
 
-def gsm8k_spec(**kwargs) -> TaskSpec:
-    return TaskSpec(**{"kind": "gsm8k", "train_path": GSM8K_TRAIN, "test_path": GSM8K_TEST, "train_size": None, "test_size": None, **kwargs})
+gsm8k_spec = file_task("gsm8k", GSM8K_TRAIN, GSM8K_TEST)
 
 
 def copy_to_memory(*paths: str) -> list[str]:
@@ -206,11 +232,7 @@ def copy_to_memory(*paths: str) -> list[str]:
 
 
 def test_gsm8k_local_files():
-    table = load_problems(gsm8k_spec())
-    assert table.schema.equals(PROBLEMS)
-    train, test = split_rows(table, "train"), split_rows(table, "test")
-    assert len(train) == 6 and len(test) == 5
-    assert_disjoint_and_unique(table)
+    train, test = load_fixture_splits(gsm8k_spec())
     first = train[0]
     assert first["question"].startswith("Natalia sold clips")
     assert first["answer"] == "72"
@@ -223,9 +245,8 @@ def test_gsm8k_local_files():
 
 
 def test_gsm8k_memory_url_and_gzip_match_local(tmp_path):
+    assert_memory_urls_match_local(gsm8k_spec)
     local = load_problems(gsm8k_spec())
-    train_url, test_url = copy_to_memory(GSM8K_TRAIN, GSM8K_TEST)
-    assert load_problems(gsm8k_spec(train_path=train_url, test_path=test_url)).equals(local)
     gz_train, gz_test = tmp_path / "train.jsonl.gz", tmp_path / "test.jsonl.gz"
     for src, dst in ((GSM8K_TRAIN, gz_train), (GSM8K_TEST, gz_test)):
         with open(src, "rb") as fin, gzip.open(dst, "wb") as fout:
@@ -292,16 +313,11 @@ def test_repeated_questions_are_dropped_and_test_wins(tmp_path):
 # -- MATH -----------------------------------------------------------------------------------------
 
 
-def math_spec(**kwargs) -> TaskSpec:
-    return TaskSpec(**{"kind": "math", "train_path": MATH_TRAIN, "test_path": MATH_TEST, "train_size": None, "test_size": None, **kwargs})
+math_spec = file_task("math", MATH_TRAIN, MATH_TEST)
 
 
 def test_math_jsonl_train_and_parquet_test():
-    table = load_problems(math_spec())
-    assert table.schema.equals(PROBLEMS)
-    train, test = split_rows(table, "train"), split_rows(table, "test")
-    assert len(train) == 6 and len(test) == 5
-    assert_disjoint_and_unique(table)
+    train, test = load_fixture_splits(math_spec())
     by_question = {r["question"]: r for r in train + test}
     coin = by_question["What is the probability that a fair coin flipped once lands heads?"]
     assert coin["answer"] == "\\frac{1}{2}"
@@ -314,8 +330,7 @@ def test_math_jsonl_train_and_parquet_test():
 
 
 def test_math_memory_urls_match_local():
-    train_url, test_url = copy_to_memory(MATH_TRAIN, MATH_TEST)
-    assert load_problems(math_spec(train_path=train_url, test_path=test_url)).equals(load_problems(math_spec()))
+    assert_memory_urls_match_local(math_spec)
 
 
 # -- bad files ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from dagster_project.instance import prepare_dagster_home
 from restem_assets.generation import resolve_engine_kind
-from tests.e2e_helpers import EASY_CHAIN_SUM
+from tests.e2e_helpers import EASY_CHAIN_SUM, wait_for
 
 pytestmark = pytest.mark.slow
 PROJECT = Path(__file__).resolve().parent.parent
@@ -26,16 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 2.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def server_up(port: int) -> bool:
@@ -51,7 +41,7 @@ def wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> s
         status = client.get_run_status(run_id)
         return status.value if status.value in ("SUCCESS", "FAILURE", "CANCELED") else None
 
-    return wait_until(finished, timeout, f"run {run_id}")
+    return wait_for(finished, timeout, f"run {run_id}", interval=2.0)
 
 
 @pytest.fixture
@@ -64,7 +54,7 @@ def webserver(tmp_path, model_path):
     proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: proc.poll() is not None or server_up(port), 180, "the webserver")
+        wait_for(lambda: proc.poll() is not None or server_up(port), 180, "the webserver", interval=2.0)
         assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
         yield port, home, tmp_path / "data"
     finally:

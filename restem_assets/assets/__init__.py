@@ -5,19 +5,19 @@ functions are thin and call the plain modules of `restem_assets`, which import n
 Dagster. `dagster_project` wires these into Definitions, jobs and sensors.
 """
 
-from restem_assets.assets import estep, evaluation, human, mstep, policy, problems, progress
+from restem_assets.assets import estep, evaluate, human_baseline, mstep, policy_lineage, problems, progress
 
 ALL_ASSETS = [
     problems.problems,
-    policy.policy,
-    policy.base_model,
+    policy_lineage.policy,
+    policy_lineage.base_model,
     estep.samples,
     estep.rewards,
     estep.sft_set,
     mstep.finetune,
-    evaluation.evaluation,
-    evaluation.transfer_evaluation,
-    human.human_baseline,
+    evaluate.evaluation,
+    evaluate.transfer_evaluation,
+    human_baseline.human_baseline,
     progress.progress,
 ]
 

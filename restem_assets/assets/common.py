@@ -1,18 +1,30 @@
-"""What the asset modules share: the torch pool, progress logging, problem reads, markdown previews."""
+"""What the asset modules share: the torch pool, progress logging, problem reads, markdown previews, partition
+locks, cost metering, and the staged, metered block every generating stage runs in."""
 
 import time
-from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from restem_assets.assets.policy_lineage import require_policy
+from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
+from restem_assets.generation.sampling import StagedGeneration
+from restem_assets.models.policies import Policy
 from restem_assets.reporting.costs import STAGE_COSTS, StageMeter, stage_table
 from restem_assets.store.locks import FileLock, LockHeldError
 from restem_assets.store.tables import ParquetStore
 
 TORCH_POOL = "torch"  # one torch-heavy step at a time: two on a small CPU host slow each other down
+
+
+def partition_policy(context: dg.AssetExecutionContext, offset: int = 0) -> tuple[int, Policy]:
+    """The running partition's iteration and the policy its stage generates from, policy[iteration + offset]
+    (samples[i] from policy[i-1], evaluation[i] and transfer_evaluation[i] from policy[i]); see `require_policy`."""
+    iteration = int(context.partition_key)
+    return iteration, require_policy(context, iteration + offset)
 
 
 def read_problems(store: ParquetStore, split: str | None = None) -> list[dict]:
@@ -83,3 +95,22 @@ def metered(context: dg.AssetExecutionContext, store: ParquetStore, stage: str, 
         yield meter
     row = meter.row(context.run.run_id, getattr(rest, "cpu_hour_price", None), getattr(rest, "gpu_hour_price", None))
     store.write_table(stage_table(stage), [row], STAGE_COSTS, iteration)
+
+
+@contextmanager
+def generation_stage(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
+                     engine: EngineResource, stage: str, partition: int, lock: str | None, label: str,
+                     **staged) -> Iterator[StagedGeneration]:
+    """The block of every stage that generates from a policy (samples, evaluation, transfer_evaluation, the
+    human baseline): the partition's lock (`lock`; None: the caller holds one), the stage metered into
+    `stage_costs` (`stage`, `partition`), and a StagedGeneration of `staged` (table, schema, request, policy,
+    needed, max_new_tokens, done_columns) with the configured engine and crash-safe chunk sizes, published
+    when the block ends without an error."""
+    store = storage.store()
+    with partition_lock(context, storage.root, lock) if lock else nullcontext(), \
+            metered(context, store, stage, partition, rest) as meter, \
+            StagedGeneration(store, partition=partition, opener=engine.open, meter=meter,
+                             flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds, **staged) as gen:
+        if gen.done:
+            context.log.info("%s: %d completions kept from an interrupted run", label, len(gen.done))
+        yield gen

@@ -8,18 +8,15 @@ import dagster as dg
 
 from restem_assets.assets.partitions import iteration_partitions, previous_policy_mapping
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
-                                         read_problems)
-from restem_assets.reporting.costs import count_prompt_tokens, local_model_dir
-from restem_assets.assets.policy_lineage import POLICY_KEY, require_policy
-from restem_assets.generation.engine_pool import expected_tokens
-from restem_assets.generation.sampling import SamplingStats, sample_rows
+from restem_assets.assets.common import (TORCH_POOL, generation_stage, markdown_table, metered, partition_lock,
+                                         partition_policy, progress_logger, read_problems)
+from restem_assets.assets.policy_lineage import POLICY_KEY
+from restem_assets.generation.sampling import sample_rows
 from restem_assets.rewards import RewardStats, accumulate, score_samples
 from restem_assets.rewards.audit import audit_rows
 from restem_assets.rewards.audit import summarize as summarize_audit
 from restem_assets.store.schemas import REWARD_AUDIT, REWARDS, SAMPLES, SFT_SET
 from restem_assets.training.sft_selection import SftSelector
-from restem_assets.store.staging import ChunkStaging
 
 @dg.asset(
     partitions_def=iteration_partitions,
@@ -30,45 +27,34 @@ from restem_assets.store.staging import ChunkStaging
 )
 def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
             engine: EngineResource) -> dg.MaterializeResult:
-    iteration = int(context.partition_key)
+    iteration, policy = partition_policy(context, -1)
     store = storage.store()
-    policy = require_policy(context, iteration - 1)
     train = read_problems(store, "train")
     if not train:
         raise ValueError("the problems table has no train split: nothing to sample")
     params = rest.estep_params(iteration)
-    with partition_lock(context, storage.root, f"iteration={iteration}"), \
-            metered(context, store, "samples", iteration, rest) as meter:
-        staging = ChunkStaging(store, "samples", iteration, SAMPLES,
-                               request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)},
-                               flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
-        done = {(r["problem_id"], r["sample_idx"]) for r in staging.rows(columns=["problem_id", "sample_idx"])}
-        context.log.info("iteration %d: sampling %d x %d from %s (%s)%s", iteration, len(train), params.n,
-                         policy.policy_id, policy.path, f"; {len(done)} samples kept from an interrupted run" if done else "")
-        if len(done) < len(train) * params.n:
-            expected = expected_tokens((len(train) * params.n - len(done)), params.max_new_tokens)
-            with engine.open(policy.path, expected) as eng:
-                engine_name = eng.name
-                stats = sample_rows(eng, train, params, policy, staging,
-                                    progress_logger(context, f"samples[{iteration}]"), done=done)
-        else:  # every sample was finished before the interruption: no engine needed
-            stats, engine_name = SamplingStats(resumed=len(done)), "none"
-        rows = staging.publish()
-        tokens = store.read_table("samples", iteration, columns=["prompt", "n_tokens"])
-        meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
-                         prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
-                                                    local_model_dir(policy.path)))
+    with generation_stage(context, storage, rest, engine, "samples", iteration, f"iteration={iteration}",
+                          f"samples[{iteration}]", table="samples", schema=SAMPLES, policy=policy,
+                          request={"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)},
+                          needed=len(train) * params.n, max_new_tokens=params.max_new_tokens,
+                          done_columns=["problem_id", "sample_idx"]) as gen:
+        done = {(r["problem_id"], r["sample_idx"]) for r in gen.done}
+        context.log.info("iteration %d: sampling %d x %d from %s (%s)", iteration, len(train), params.n,
+                         policy.policy_id, policy.path)
+        with gen.open_engine() as eng:
+            stats = sample_rows(eng, train, params, policy, gen.sink, progress_logger(context, f"samples[{iteration}]"),
+                                done=done)
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows,
+            "dagster/row_count": gen.rows,
             "resumed_samples": stats.resumed,
             "problems": len(train),
             "samples_per_problem": params.n,
             "policy": policy.policy_id,
             "policy_version": policy.version,
             "policy_path": dg.MetadataValue.path(policy.path),
-            "engine": engine_name,
+            "engine": gen.engine_name,
             "completion_tokens": stats.tokens,
             "truncated_share": stats.truncated / max(1, stats.samples),
             "tokens_per_second": round(stats.tokens_per_second, 1),

@@ -1,6 +1,5 @@
 """Evaluation of policy[i] on the held-out split (partition 0 = the base model)."""
 
-import contextlib
 import dataclasses
 import time
 
@@ -8,41 +7,34 @@ import dagster as dg
 
 from restem_assets.assets.partitions import policy_partitions
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
-from restem_assets.assets.common import (TORCH_POOL, markdown_table, metered, partition_lock, progress_logger,
-                                         read_problems)
-from restem_assets.reporting.costs import count_prompt_tokens, local_model_dir
-from restem_assets.generation.engine_pool import expected_tokens
-from restem_assets.assets.policy_lineage import POLICY_KEY, require_policy
-from restem_assets.evaluation.held_out import SCORED_COLUMNS, evaluate_greedy, evaluate_policy
+from restem_assets.assets.common import (TORCH_POOL, generation_stage, markdown_table, partition_policy,
+                                         progress_logger, read_problems)
+from restem_assets.assets.policy_lineage import POLICY_KEY
+from restem_assets.evaluation.held_out import SCORED_COLUMNS, evaluate_greedy, evaluate_policy, greedy_pass_rates
 from restem_assets.store.schemas import EVAL_SAMPLES, EVALUATIONS, TRANSFER_EVALUATIONS, TRANSFER_SAMPLES
 from restem_assets.evaluation.transfer_benchmarks import transfer_problems
-from restem_assets.store.staging import ChunkStaging
 
 
-def evaluate_into(context, store, rest: ReSTResource, engine: EngineResource, meter, table: str, partition: int,
-                  policy, test: list[dict], by_id: dict, label: str):
-    """Greedy and sampled completions of `policy` on `test`, staged in crash-safe chunks and published as
-    `table`[partition], scored; their tokens go to `meter`. A re-run keeps the chunks an interrupted one
-    wrote and starts no engine when nothing is missing. Returns (per-problem rows, summary, kept rows)."""
+def evaluate_into(context, storage: StorageResource, rest: ReSTResource, engine: EngineResource, stage: str,
+                  partition: int, lock: str | None, policy, test: list[dict], by_id: dict, label: str,
+                  tables: tuple[str, str] = ("eval_samples", "evaluations")):
+    """Stage `stage`: greedy and sampled completions of `policy` on `test` (generation_stage: crash-safe,
+    resumable, metered) published as `tables[0]`[partition], scored, one row per problem in
+    `tables[1]`[partition]. Returns (per-problem rows, summary, rows kept from an interrupted run)."""
     greedy, sampled = rest.greedy_params(), rest.eval_sampling_params()
-    staging = ChunkStaging(store, table, partition, EVAL_SAMPLES, request={
-        "policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
-        "sampled": dataclasses.asdict(sampled)}, flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
-    done = list(staging.rows(columns=SCORED_COLUMNS))
-    if done:
-        context.log.info("%s: %d completions kept from an interrupted run", label, len(done))
-    needed = len(test) * (greedy.n + sampled.n)
-    expected = expected_tokens(needed - len(done), max(greedy.max_new_tokens, sampled.max_new_tokens))
-    with engine.open(policy.path, expected) if len(done) < needed else contextlib.nullcontext() as eng:
-        rows, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, staging,
-                                        progress=lambda mode: progress_logger(context, f"{label} {mode}"),
-                                        done_rows=done)
-    staging.publish()
-    tokens = store.read_table(table, partition, columns=["prompt", "n_tokens"])
-    meter.add_tokens(generated=sum(n or 0 for n in tokens.column("n_tokens").to_pylist()),
-                     prompt=count_prompt_tokens(sorted(set(tokens.column("prompt").to_pylist())),
-                                                local_model_dir(policy.path)))
-    return rows, summary, done
+    with generation_stage(context, storage, rest, engine, stage, partition, lock, label, table=tables[0],
+                          schema=EVAL_SAMPLES, policy=policy, done_columns=SCORED_COLUMNS,
+                          request={"policy": policy.path, "test": len(test), "greedy": dataclasses.asdict(greedy),
+                                   "sampled": dataclasses.asdict(sampled)},
+                          needed=len(test) * (greedy.n + sampled.n),
+                          max_new_tokens=max(greedy.max_new_tokens, sampled.max_new_tokens)) as gen:
+        with gen.open_engine() as eng:
+            rows, summary = evaluate_policy(eng, test, greedy, sampled, policy, by_id, gen.sink,
+                                            progress=lambda mode: progress_logger(context, f"{label} {mode}"),
+                                            done_rows=gen.done)
+        gen.publish()
+        gen.store.write_table(tables[1], rows, EVALUATIONS, partition)
+    return rows, summary, gen.done
 
 
 @dg.asset(
@@ -54,20 +46,16 @@ def evaluate_into(context, store, rest: ReSTResource, engine: EngineResource, me
 )
 def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
                engine: EngineResource) -> dg.MaterializeResult:
-    iteration = int(context.partition_key)
+    iteration, policy = partition_policy(context)
     store = storage.store()
-    policy = require_policy(context, iteration)
     all_problems = read_problems(store)
     test = [p for p in all_problems if p["split"] == "test"]
     if not test:
         raise ValueError("the problems table has no test split: nothing to evaluate on")
     by_id = {p["problem_id"]: p for p in all_problems}
     t0 = time.perf_counter()
-    with partition_lock(context, storage.root, f"evaluation={iteration}"), \
-            metered(context, store, "evaluation", iteration, rest) as meter:
-        rows, summary, done = evaluate_into(context, store, rest, engine, meter, "eval_samples", iteration, policy,
-                                            test, by_id, label=f"evaluation[{iteration}]")
-        store.write_table("evaluations", rows, EVALUATIONS, iteration)
+    rows, summary, done = evaluate_into(context, storage, rest, engine, "evaluation", iteration,
+                                        f"evaluation={iteration}", policy, test, by_id, f"evaluation[{iteration}]")
     seconds = time.perf_counter() - t0
     maj = "n/a (code)" if summary.maj_at_k is None else f"{summary.maj_at_k:.3f}"
     context.log.info("evaluation[%d] (%s): greedy pass@1 %.3f, pass@%d %.3f, maj@%d %s", iteration,
@@ -101,39 +89,32 @@ def evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest
 )
 def transfer_evaluation(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
                         engine: EngineResource) -> dg.MaterializeResult:
-    iteration = int(context.partition_key)
     if not rest.transfer_benchmarks:
         raise ValueError("rest.transfer_benchmarks is empty: name at least one benchmark, e.g. ['humaneval']")
+    iteration, policy = partition_policy(context)
     store = storage.store()
-    policy = require_policy(context, iteration)
     problems = transfer_problems(rest.transfer_benchmarks, rest.transfer_limit)
     params = rest.transfer_params()
     t0 = time.perf_counter()
-    rows: list[dict] = []
-    with partition_lock(context, storage.root, f"transfer_evaluation={iteration}"):
-        staging = ChunkStaging(store, "transfer_samples", iteration, TRANSFER_SAMPLES, request={
-            "policy": policy.path, "benchmarks": rest.transfer_benchmarks, "greedy": dataclasses.asdict(params)},
-            flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds)
-        done = list(staging.rows(columns=SCORED_COLUMNS))
-        needed = sum(len(p) for p in problems.values())
-        with engine.open(policy.path, expected_tokens(needed - len(done), params.max_new_tokens)) \
-                if len(done) < needed else contextlib.nullcontext() as eng:
-            for name, bench in problems.items():
-                ids = {p["problem_id"] for p in bench}
-                scored = evaluate_greedy(eng, bench, params, policy, staging,
-                                         progress_logger(context, f"transfer_evaluation[{iteration}] {name}"),
-                                         done_rows=[r for r in done if r["problem_id"] in ids])
-                rows += [{"benchmark": name, **r} for r in scored]
-        staging.publish()
+    label = f"transfer_evaluation[{iteration}]"
+    with generation_stage(context, storage, rest, engine, "transfer_evaluation", iteration,
+                          f"transfer_evaluation={iteration}", label, table="transfer_samples", schema=TRANSFER_SAMPLES,
+                          policy=policy, done_columns=SCORED_COLUMNS,
+                          request={"policy": policy.path, "benchmarks": rest.transfer_benchmarks,
+                                   "greedy": dataclasses.asdict(params)},
+                          needed=sum(len(p) for p in problems.values()), max_new_tokens=params.max_new_tokens) as gen:
+        with gen.open_engine() as eng:
+            rows = evaluate_greedy(eng, problems, params, policy, gen.sink, done_rows=gen.done,
+                                   progress=lambda name: progress_logger(context, f"{label} {name}"))
+        gen.publish()
         store.write_table("transfer_evaluations", rows, TRANSFER_EVALUATIONS, iteration)
-    summary = {name: sum(r["greedy_correct"] for r in rows if r["benchmark"] == name) / len(bench)
-               for name, bench in problems.items()}
+    summary = greedy_pass_rates(rows, problems)
     for name, rate in summary.items():
         context.log.info("transfer_evaluation[%d] (%s): %s greedy pass@1 %.3f", iteration, policy.policy_id, name, rate)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(rows),
         "policy": policy.policy_id,
-        "resumed_completions": len(done),
+        "resumed_completions": len(gen.done),
         **{f"{name}_greedy_pass_at_1": rate for name, rate in summary.items()},
         "wall_seconds": round(time.perf_counter() - t0, 1),
     })

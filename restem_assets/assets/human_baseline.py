@@ -3,18 +3,16 @@ has examples, evaluated on the test split like a policy (restem_assets/training/
 
 import dagster as dg
 
-from restem_assets.generation.engine_pool import POOL
-from restem_assets.assets.common import TORCH_POOL, metered, partition_lock, read_problems
+from restem_assets.assets.common import TORCH_POOL, partition_lock, read_problems
 from restem_assets.assets.evaluate import evaluate_into
-from restem_assets.assets.mstep import train_into, trainer_for
+from restem_assets.assets.mstep import FinetuneStage
 from restem_assets.assets.namespace import prefix_of
 from restem_assets.assets.policy_lineage import lookup_policy
 from restem_assets.assets.resources import EngineResource, ReSTResource, StorageResource
 from restem_assets.training.finetune import conversational_records
 from restem_assets.training.human_solutions import human_sft_rows
-from restem_assets.models.model_cache import resolve_model
 from restem_assets.models.policies import Policy
-from restem_assets.store.schemas import EVALUATIONS, FINETUNE_LOG, SFT_SET
+from restem_assets.store.schemas import SFT_SET
 
 MATCHED_ITERATION = 1  # the baseline has as many examples as this iteration's SFT set; its tables' partition
 
@@ -41,25 +39,18 @@ def human_baseline(context: dg.AssetExecutionContext, storage: StorageResource, 
     rows = human_sft_rows(problems, n_examples, seed=rest.seed)
     base = lookup_policy(context.instance, 0, prefix_of(context))
     settings = rest.finetune_settings(it)
-    pipes_metadata: dict = {}
-    trainer = trainer_for(context, rest, pipes_metadata)
+    tuner = FinetuneStage(context, storage, rest)
     version = context.run.run_id.split("-")[0]
     target = f"{store.table_dir('models')}/human/version={version}"
     context.log.info("human_baseline: fine-tuning %s on %d reference solutions (sft_set[%d] has %d) -> %s",
                      base.policy_id, len(rows), it, n_examples, store.url(target))
-    POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
     with partition_lock(context, storage.root, "human_baseline"):
-        with metered(context, store, "human_finetune", it, rest) as meter:
-            store.write_table("human_sft_set", rows, SFT_SET, it)
-            result = train_into(store, resolve_model(base.path), conversational_records(rows, by_id), target,
-                                settings, trainer)
-            store.write_table("human_finetune_log", result.log, FINETUNE_LOG, it)
-            meter.add_tokens(trained=result.completion_tokens)
+        store.write_table("human_sft_set", rows, SFT_SET, it)
+        result = tuner.run("human_finetune", it, None, base.path, conversational_records(rows, by_id), target,
+                           settings, log_table="human_finetune_log")
         policy = Policy(policy_id="human", path=store.url(target), version=version)
-        with metered(context, store, "human_evaluation", it, rest) as meter:
-            evals, summary, _ = evaluate_into(context, store, rest, engine, meter, "human_eval_samples", it, policy,
-                                              test, by_id, label="human_baseline")
-            store.write_table("human_evaluations", evals, EVALUATIONS, it)
+        _, summary, _ = evaluate_into(context, storage, rest, engine, "human_evaluation", it, None, policy, test,
+                                      by_id, "human_baseline", tables=("human_eval_samples", "human_evaluations"))
     context.log.info("human_baseline: greedy pass@1 %.3f, pass@%d %.3f", summary.greedy_pass_at_1, summary.k,
                      summary.pass_at_k)
     return dg.MaterializeResult(metadata={

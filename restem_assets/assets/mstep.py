@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import dagster as dg
@@ -69,6 +70,32 @@ def accelerate_trainer(context: dg.AssetExecutionContext, rest: ReSTResource, pi
     return train
 
 
+class FinetuneStage:
+    """The block of every stage that fine-tunes (finetune, the human baseline). Made first: it refuses an unknown
+    launcher before anything is read. `run` trains with the configured launcher (`trainer_for`) after the
+    sampler's memory is given back, under the partition's lock (`lock`; None: the caller holds one), metered
+    into `stage_costs` with the trained tokens, and writes the loss log; `pipes_metadata` then holds what the
+    launcher's workers reported through Pipes."""
+
+    def __init__(self, context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource):
+        self.context, self.storage, self.rest = context, storage, rest
+        self.pipes_metadata: dict = {}
+        self.trainer = trainer_for(context, rest, self.pipes_metadata)
+
+    def run(self, stage: str, iteration: int, lock: str | None, init: str, records: list[dict], target: str,
+            settings: FinetuneSettings, log_table: str = "finetune_log") -> FinetuneResult:
+        """Fine-tune the model `init` on `records` into `target`; the loss log goes to `log_table`[iteration]."""
+        store = self.storage.store()
+        local_init = resolve_model(init)
+        POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
+        with partition_lock(self.context, self.storage.root, lock) if lock else nullcontext(), \
+                metered(self.context, store, stage, iteration, self.rest) as meter:
+            result = train_into(store, local_init, records, target, settings, self.trainer)
+            store.write_table(log_table, result.log, FINETUNE_LOG, iteration)
+            meter.add_tokens(trained=result.completion_tokens)
+        return result
+
+
 @dg.asset(
     partitions_def=iteration_partitions,
     deps=["sft_set", "problems"],
@@ -80,8 +107,7 @@ def accelerate_trainer(context: dg.AssetExecutionContext, rest: ReSTResource, pi
 )
 def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource) -> dg.MaterializeResult:
     iteration = int(context.partition_key)
-    pipes_metadata: dict = {}
-    trainer = trainer_for(context, rest, pipes_metadata)
+    tuner = FinetuneStage(context, storage, rest)
     store = storage.store()
     init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration), prefix_of(context))
     rows = store.read_table("sft_set", iteration).to_pylist()
@@ -92,13 +118,7 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     target = f"{store.table_dir('models', iteration)}/version={version}"
     context.log.info("iteration %d: fine-tuning %s (%s) on %d examples -> %s", iteration, init.policy_id,
                      init.path, len(records), store.url(target))
-    local_init = resolve_model(init.path)
-    POOL.before_finetune()  # the sampler's memory back (a CPU vLLM engine stays: restarting it costs more)
-    with partition_lock(context, storage.root, f"iteration={iteration}"), \
-            metered(context, store, "finetune", iteration, rest) as meter:
-        result = train_into(store, local_init, records, target, settings, trainer)
-        store.write_table("finetune_log", result.log, FINETUNE_LOG, iteration)
-        meter.add_tokens(trained=result.completion_tokens)
+    result = tuner.run("finetune", iteration, f"iteration={iteration}", init.path, records, target, settings)
     model_url = store.url(target)
     report_policy(context, iteration, model_url, version=version, init_from=init.policy_id, init_version=init.version,
                   examples=result.examples)
@@ -107,7 +127,7 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
             "path": dg.MetadataValue.path(model_url),
             "version": version,
             "init_from": init.policy_id,
-            "method": settings.method,
+            "method": settings.finetune_method,
             "examples": result.examples,
             "completion_tokens": result.completion_tokens,
             "optimizer_steps": result.steps,
@@ -120,6 +140,6 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
             "examples_per_second": round(result.examples_per_second, 3),
             "tokens_per_second": round(result.tokens_per_second, 1),
             "shared_prefix_tokens": result.shared_prefix_tokens,
-            **{f"pipes/{k}": v for k, v in pipes_metadata.items()},
+            **{f"pipes/{k}": v for k, v in tuner.pipes_metadata.items()},
         }
     )

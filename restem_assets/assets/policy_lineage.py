@@ -9,8 +9,6 @@ each iteration's policy came from.
 
 
 import dagster as dg
-from dagster._core.definitions.data_version import DATA_VERSION_TAG
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from restem_assets.assets.namespace import Prefix, key, prefix_of
 from restem_assets.assets.partitions import policy_partitions
@@ -18,6 +16,19 @@ from restem_assets.assets.resources import ModelResource
 from restem_assets.models.policies import Policy, PolicyNotFoundError, directory_fingerprint, policy_id
 
 POLICY_KEY = dg.AssetKey("policy")
+
+# The event tag Dagster reads an asset event's data version from (what `MaterializeResult(data_version=...)`
+# writes). Dagster exports no name for it, only a private one (DATA_VERSION_TAG in dagster/_core/definitions/
+# data_version.py); the value is in every stored event log, so it is stable. tests/test_dagster_internals.py
+# checks that Dagster still reads it.
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+# A run queued, starting, running, suspended or being canceled: it may still materialize what it selected.
+# Dagster's private NOT_FINISHED_STATUSES (dagster/_core/storage/dagster_run.py) from the public enum;
+# tests/test_dagster_internals.py fails when Dagster adds a status or classifies one differently.
+NOT_FINISHED_STATUSES = tuple(s for s in dg.DagsterRunStatus
+                              if s.name in ("NOT_STARTED", "QUEUED", "STARTING", "STARTED", "SUSPENDED", "CANCELING"))
 
 policy = dg.AssetSpec(
     POLICY_KEY,

@@ -5,7 +5,13 @@ policy's with each fine-tune (reported as an observation), the problems' only wi
 content. So re-running iteration i (e.g. with another learning rate) makes samples[i+1]
 and evaluation[i] STALE, with the cause named; the loop driver and the progress report
 read it from here.
+
+Dagster has no public API for stale status (only the webserver's GraphQL shows it), so this module is
+restem's one user of Dagster internals: see "Dagster internals we still use" in ARCHITECTURE.md;
+tests/test_dagster_internals.py fails when an upgrade breaks them.
 """
+
+from datetime import datetime, timezone
 
 import dagster as dg
 
@@ -18,9 +24,8 @@ def stale_causes(instance: dg.DagsterInstance, asset_graph, keys: list[tuple[str
     first cause; the keys and the causes' upstream names are given without the prefix."""
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-    from dagster._time import get_current_datetime
 
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=datetime.now(timezone.utc), last_event_id=None),
                           instance=instance, asset_graph=asset_graph)
     resolver = CachingStaleStatusResolver(instance, asset_graph, view)
     out = {}
@@ -40,7 +45,8 @@ def stale_causes(instance: dg.DagsterInstance, asset_graph, keys: list[tuple[str
 
 def asset_graph(prefix: tuple[str, ...] = ()):
     """restem's asset graph (for a step context that has no repository, e.g. `execute_in_process`), with the
-    keys of the experiment whose key prefix is `prefix`."""
+    keys of the experiment whose key prefix is `prefix`. (`Definitions(assets=...).resolve_asset_graph()` would
+    need no private import but demands the assets' resources, which this graph never uses.)"""
     from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
     from restem_assets.assets import ALL_ASSETS  # here, not at import: this module is imported by those assets

@@ -110,7 +110,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], greedy: Sequence[Mapping], k: i
 
 
 def evaluate_policy(
-    engine: GenerationEngine,
+    engine: GenerationEngine | None,
     problems: Sequence[Mapping[str, Any]],
     greedy_params: SamplingParams,
     sampled_params: SamplingParams,
@@ -128,7 +128,7 @@ def evaluate_policy(
     """
     if not greedy_params.greedy:
         raise ValueError("greedy_params must have temperature 0")
-    prompts = render_prompts(engine, problems) if engine is not None else []
+    prompts = render_prompts(engine, problems)
     prior = {mode: [r for r in done_rows if r["mode"] == mode] for mode in ("greedy", "sampled")}
     greedy = _sample_and_score(engine, problems, prompts, greedy_params, "greedy", policy, problems_by_id, sink,
                                progress("greedy") if progress else None, prior["greedy"])
@@ -139,20 +139,36 @@ def evaluate_policy(
 
 
 def evaluate_greedy(
-    engine: GenerationEngine,
-    problems: Sequence[Mapping[str, Any]],
+    engine: GenerationEngine | None,
+    benchmarks: Mapping[str, Sequence[Mapping[str, Any]]],
     params: SamplingParams,
     policy: Policy,
     sink: RowSink,
-    progress: ProgressFn | None = None,
+    progress: Callable[[str], ProgressFn] | None = None,
     done_rows: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
-    """Greedy completions of `problems`, scored, into `sink`; (problem_id, greedy_correct, reason) per problem."""
+    """Greedy completions of each benchmark's problems, scored, into `sink` (EVAL_SAMPLES rows); one
+    TRANSFER_EVALUATIONS row (benchmark, problem_id, greedy_correct, reason) per problem.
+
+    `done_rows`, `engine` None and `progress(benchmark)` as in `evaluate_policy`."""
     if not params.greedy:
         raise ValueError("evaluate_greedy needs temperature 0")
-    by_id = {p["problem_id"]: p for p in problems}
-    prompts = render_prompts(engine, problems) if engine is not None else []
-    scored = _sample_and_score(engine, problems, prompts, params, "greedy", policy, by_id, sink, progress, done_rows)
-    got = {r["problem_id"]: r for r in scored}
-    return [{"problem_id": p["problem_id"], "greedy_correct": got[p["problem_id"]]["reward"] == 1.0,
-             "reason": got[p["problem_id"]]["reason"]} for p in problems]
+    out: list[dict[str, Any]] = []
+    for name, problems in benchmarks.items():
+        by_id = {p["problem_id"]: p for p in problems}
+        scored = _sample_and_score(engine, problems, render_prompts(engine, problems), params, "greedy", policy, by_id,
+                                   sink, progress(name) if progress else None,
+                                   [r for r in done_rows if r["problem_id"] in by_id])
+        got = {r["problem_id"]: r for r in scored}
+        for p in problems:
+            verdict = got[p["problem_id"]]
+            out.append({"benchmark": name, "problem_id": p["problem_id"], "greedy_correct": verdict["reward"] == 1.0,
+                        "reason": verdict["reason"]})
+    return out
+
+
+def greedy_pass_rates(rows: Sequence[Mapping[str, Any]],
+                      benchmarks: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, float]:
+    """Greedy pass@1 per benchmark from `evaluate_greedy`'s rows."""
+    return {name: sum(r["greedy_correct"] for r in rows if r["benchmark"] == name) / len(problems)
+            for name, problems in benchmarks.items()}

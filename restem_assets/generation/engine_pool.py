@@ -19,7 +19,9 @@ import atexit
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +52,6 @@ class EnginePool:
         self._lock = threading.Lock()
         self.starts = 0  # engines started by this pool (the figure the bench and the tests check)
         self.swaps = 0  # weight swaps into a running engine
-        # tokens the whole run is expected to generate (set by the `restem run` driver): one engine serves
-        # every stage, so its start-up is weighed against the run's work, not one stage's
-        self.planned_tokens = 0
 
     def acquire(self, kind: str, options: Mapping[str, Any], model_path: str) -> GenerationEngine:
         """An engine of `kind` with `options`, holding `model_path`'s weights."""
@@ -124,3 +123,100 @@ def choose_kind(kind: str, tokens: int | None, live: str | None,
 
 POOL = EnginePool()
 atexit.register(POOL.close)
+
+
+def _help(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Which generation engine samples, and its knobs (the `engine` resource is generated from these fields).
+
+    `kind` "auto" is vLLM where it imports and the work it will serve repays its start-up
+    (`auto_vllm_min_tokens`), or when a vLLM engine is already running in this process; the
+    transformers engine otherwise. With `reuse`, one engine serves every stage of a run: a later
+    policy's weights are loaded into it instead of starting a new one. vLLM settings apply to the
+    vllm engine only. `ray_replicas` > 0 shards the prompts over that many replicas on a Ray cluster
+    (restem_assets/generation/ray_engine.py, `pip install .[ray]`).
+    """
+
+    kind: str = _help("auto", "'auto', 'transformers' or 'vllm'")
+    batch_size: int = _help(256, "transformers engine: most rows decoded together (fewer where their key/value "
+                                 "caches would pass `kv_cache_gib`)")
+    kv_cache_gib: float = _help(2.0, "transformers engine: key/value cache memory the batch may hold (longest "
+                                     "prompt + max_new_tokens per row; 0: no cap)")
+    prefix_sharing: bool = _help(True, "transformers engine: prefill the prompts' common prefix once")
+    auto_vllm_min_tokens: int = _help(VLLM_BREAK_EVEN_TOKENS, "kind 'auto': work expected to generate fewer tokens "
+                                      "runs on the transformers engine unless vLLM is already running")
+    reuse: bool = _help(True, "keep one engine for the stages of a run and swap each policy's weights into it; "
+                              "False: a new engine per stage")
+    dtype: str = _help("auto", "'auto' (bf16 where the CPU has AVX512-BF16 or on CUDA, else fp32), 'fp32' or 'bf16'")
+    seed: int = _help(0, "vLLM: the engine's sampling seed")
+    tensor_parallel_size: int = _help(1, "vLLM on GPUs: tensor-parallel ranks")
+    gpu_memory_utilization: float = _help(0.85, "vLLM on GPUs: share of GPU memory it may take")
+    vllm_max_model_len: int = _help(2048, "vLLM: longest prompt + completion, in tokens")
+    vllm_cpu_kv_cache_gib: int = _help(2, "vLLM on CPU: KV cache reservation, GiB of RAM")
+    vllm_enforce_eager: bool | None = _help(None, "vLLM without torch.compile / CUDA graphs. None: eager on CPU hosts "
+                                            "(start-up ~20 s instead of ~130 s), compiled on GPUs")
+    ray_replicas: int = _help(0, "0: one engine in this process; N > 0: N replicas on Ray, prompts sharded")
+    ray_address: str = _help("", "'' starts a local Ray; 'auto' joins this node's cluster; or host:port / "
+                                 "ray://host:10001")
+    ray_cpus_per_replica: float = _help(1.0, "CPUs Ray reserves per replica (its torch threads)")
+    ray_gpus_per_replica: float = _help(0.0, "GPUs per replica (tensor_parallel_size for vLLM on GPU nodes)")
+    ray_shard_prompts: int = _help(0, "prompts per shard (0: about 4 shards per replica, at most 256)")
+    ray_max_shard_retries: int = _help(3, "times a shard is re-submitted after its replica died")
+
+    def __post_init__(self):
+        if self.kind not in ("auto", "transformers", "vllm"):
+            raise ValueError(f"engine.kind must be 'auto', 'transformers' or 'vllm', got {self.kind!r}")
+        if self.ray_replicas < 0:
+            raise ValueError(f"engine.ray_replicas must be >= 0 (0: no Ray), got {self.ray_replicas}")
+
+    def options(self, kind: str) -> dict[str, Any]:
+        """The engine constructor's options for `kind` (what the pool compares to reuse an engine)."""
+        from restem_assets.generation.vllm_engine import default_enforce_eager
+
+        options: dict[str, Any] = {"dtype": self.dtype}
+        if kind == "transformers":
+            options.update(batch_size=self.batch_size, prefix_sharing=self.prefix_sharing,
+                           kv_cache_gib=self.kv_cache_gib)
+        else:
+            options.update(tensor_parallel_size=self.tensor_parallel_size,
+                           gpu_memory_utilization=self.gpu_memory_utilization, seed=self.seed,
+                           max_model_len=self.vllm_max_model_len, cpu_kv_cache_gib=self.vllm_cpu_kv_cache_gib,
+                           enforce_eager=default_enforce_eager() if self.vllm_enforce_eager is None
+                           else self.vllm_enforce_eager)
+        return options
+
+
+@contextmanager
+def open_engine(settings: EngineSettings, model_path: str, expected: int | None = None, planned: int = 0,
+                model_url: str | None = None) -> Iterator[GenerationEngine]:
+    """An engine on `model_path`, closed on exit, or with `reuse` kept in `POOL` for the next stage.
+
+    `expected`: this stage's expected tokens; `planned`: the whole run's (one engine serves every stage,
+    so `auto` weighs its start-up against the run's work). Both come from the configuration alone, so
+    the CLI and the webserver choose the same engine for the same stage."""
+    kind = choose_kind(settings.kind, expected, POOL.live_kind() if settings.reuse else None,
+                       settings.auto_vllm_min_tokens, planned=planned if settings.reuse else 0)
+    options = settings.options(kind)
+    if settings.ray_replicas > 0:
+        options.update(replica_kind=kind, replicas=settings.ray_replicas, address=settings.ray_address,
+                       num_cpus_per_replica=settings.ray_cpus_per_replica,
+                       num_gpus_per_replica=settings.ray_gpus_per_replica, shard_prompts=settings.ray_shard_prompts,
+                       max_shard_retries=settings.ray_max_shard_retries, model_url=model_url)
+        kind = "ray"
+    if settings.reuse and kind != "ray":
+        engine = POOL.acquire(kind, options, model_path)
+        try:
+            yield engine
+        except BaseException:  # an engine that failed mid-request is not handed out again
+            POOL.close()
+            raise
+        return
+    engine = make_engine(kind, model_path, **options)
+    try:
+        yield engine
+    finally:
+        engine.close()

@@ -1,14 +1,23 @@
-"""E-step sampling: K completions per problem from one policy, streamed to Parquet (resumable)."""
+"""Sampling: K completions per problem from one policy, streamed to Parquet (resumable), and the staged,
+metered generation step every generating stage runs in (`StagedGeneration`: samples, evaluation,
+transfer_evaluation, the human baseline's evaluation)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence, Set
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import pyarrow as pa
+
 from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams
+from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.models.policies import Policy
+from restem_assets.reporting.costs import StageMeter
+from restem_assets.store.staging import ChunkStaging
+from restem_assets.store.tables import ParquetStore
 from restem_assets.tasks.prompts import build_messages, stop_strings
 
 
@@ -52,9 +61,10 @@ def sample_row(problem_id: str, prompt: str, c: Completion, policy: Policy, engi
     }
 
 
-def render_prompts(engine: GenerationEngine, problems: Sequence[dict[str, Any]]) -> list[str]:
-    """Each problem's chat prompt rendered once, as the engine will feed it and as samples store it."""
-    return [engine.render_prompt(build_messages(p)) for p in problems]
+def render_prompts(engine: GenerationEngine | None, problems: Sequence[dict[str, Any]]) -> list[str]:
+    """Each problem's chat prompt rendered once, as the engine will feed it and as samples store it
+    (none without an engine: nothing is left to generate)."""
+    return [engine.render_prompt(build_messages(p)) for p in problems] if engine is not None else []
 
 
 def missing_samples(problems: Sequence[dict[str, Any]], n: int, done: Set[tuple[str, int]]) -> dict[int, list[int]]:
@@ -108,7 +118,8 @@ def sample_rows(
     progress: ProgressFn | None = None,
     done: Set[tuple[str, int]] = frozenset(),
 ) -> SamplingStats:
-    """Sample the completions each problem still lacks (all `params.n` of them on a first run) into `sink`."""
+    """Sample the completions each problem still lacks (all `params.n` of them on a first run) into `sink`;
+    `engine` may be None when nothing is left to generate."""
     stats = SamplingStats(resumed=len(done))
     start = time.perf_counter()
     for rows in generate_rows(engine, problems, render_prompts(engine, problems), params, policy, progress, done):
@@ -119,3 +130,58 @@ def sample_rows(
         stats.samples += len(rows)
     stats.seconds = time.perf_counter() - start
     return stats
+
+
+OpenEngine = Callable[[str, int], AbstractContextManager[GenerationEngine]]  # (model, expected tokens) -> engine
+
+
+class StagedGeneration:
+    """One long generation step from `policy` into `table`[partition], crash-safe and metered.
+
+    Rows go to `sink`, chunks staged for this `request` (restem_assets.store.staging): `done` holds the
+    `done_columns` of the rows an interrupted run finished, which are kept and not generated again.
+    `open_engine()` opens an engine on the policy through `opener(path, expected_tokens)` (EngineResource.open)
+    only while fewer than `needed` rows are done, else yields None. `publish()`, or leaving the `with` block
+    without an error, merges the chunks into the table (`rows`: its row count) and adds its tokens to
+    `meter`; after an error the chunks stay for the next run.
+    """
+
+    def __init__(self, store: ParquetStore, table: str, partition: int, schema: pa.Schema,
+                 request: Mapping[str, Any], policy: Policy, needed: int, max_new_tokens: int, opener: OpenEngine,
+                 done_columns: Sequence[str], meter: StageMeter | None = None, flush_rows: int = 512,
+                 flush_seconds: float = 30.0):
+        self.store, self.table, self.partition, self.policy, self.meter = store, table, partition, policy, meter
+        self.needed, self.max_new_tokens, self.opener = needed, max_new_tokens, opener
+        self.sink = ChunkStaging(store, table, partition, schema, request=request, flush_rows=flush_rows,
+                                 flush_seconds=flush_seconds)
+        self.done: list[dict[str, Any]] = list(self.sink.rows(columns=list(done_columns)))
+        self.engine_name = "none"  # the engine's name once one is opened
+        self.rows: int | None = None  # published rows
+
+    @property
+    def missing(self) -> int:
+        return self.needed - len(self.done)
+
+    @contextmanager
+    def open_engine(self) -> Iterator[GenerationEngine | None]:
+        if self.missing <= 0:  # every row was finished before the interruption: no engine needed
+            yield None
+            return
+        with self.opener(self.policy.path, expected_tokens(self.missing, self.max_new_tokens)) as engine:
+            self.engine_name = engine.name
+            yield engine
+
+    def publish(self) -> int:
+        if self.rows is None:
+            self.rows = self.sink.publish()
+            if self.meter is not None:
+                self.meter.add_generation(self.store.read_table(self.table, self.partition,
+                                                                columns=["prompt", "n_tokens"]), self.policy.path)
+        return self.rows
+
+    def __enter__(self) -> StagedGeneration:
+        return self
+
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is None:
+            self.publish()

@@ -16,6 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from restem_assets.environment import model_cache_dir
 from restem_assets.store.atomic import staged_dir
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,8 @@ GGUF_MEMBER_SUFFIX = ".gguf"
 
 
 def cache_dir() -> Path:
-    """Where converted models live: $RESTEM_CACHE_DIR, else ~/.cache/restem."""
-    return Path(os.environ.get("RESTEM_CACHE_DIR", Path.home() / ".cache" / "restem")).expanduser()
+    """Where converted models live ($RESTEM_CACHE_DIR, else ~/.cache/restem; restem_assets/environment.py)."""
+    return model_cache_dir()
 
 
 def default_model_dir() -> Path:

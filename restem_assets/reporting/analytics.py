@@ -82,6 +82,25 @@ TABLES: tuple[Table, ...] = (
 
 # Views built on the table views; hand-written, appended to views.sql as is.
 DERIVED_VIEWS = """\
+-- sample_outcomes: per iteration, the training samples drawn and those cut off at max_new_tokens, and of
+-- their rewards how many are scored, correct (reward 1) and answered (an answer was extracted). Samples
+-- and rewards are aggregated separately and then joined on the small aggregates (rewards rows are one per
+-- sample by construction): at 10M samples this is several times faster than joining row by row through
+-- scored_samples.
+CREATE OR REPLACE VIEW sample_outcomes AS
+WITH s AS (
+    SELECT iteration, count(*) AS n_samples, count(*) FILTER (WHERE finish_reason = 'length') AS n_truncated
+    FROM samples GROUP BY iteration
+), r AS (
+    SELECT iteration, count(reward) AS n_scored, count(*) FILTER (WHERE reward = 1) AS n_correct,
+           count(*) FILTER (WHERE reason <> 'no_answer') AS n_answered
+    FROM rewards GROUP BY iteration
+)
+SELECT s.iteration, s.n_samples, s.n_truncated, coalesce(r.n_scored, 0) AS n_scored,
+       coalesce(r.n_correct, 0) AS n_correct, coalesce(r.n_answered, 0) AS n_answered
+FROM s
+LEFT JOIN r USING (iteration);
+
 -- scored_samples: every training sample with its reward; reward IS NULL = not scored yet.
 CREATE OR REPLACE VIEW scored_samples AS
 SELECT s.*, r.extracted_answer, r.reward, r.reason, r.details

@@ -140,6 +140,13 @@ class StageMeter:
             if value is not None:
                 setattr(self, name, (getattr(self, name) or 0) + int(value))
 
+    def add_generation(self, rows: pa.Table, model: str) -> None:
+        """The tokens of a stage's generated rows (columns `prompt`, `n_tokens`) from `model`: every completion's,
+        and each distinct prompt's once (with the model's tokenizer; left null where it cannot be loaded)."""
+        self.add_tokens(generated=sum(n or 0 for n in rows.column("n_tokens").to_pylist()),
+                        prompt=count_prompt_tokens(sorted(set(rows.column("prompt").to_pylist())),
+                                                   local_model_dir(model)))
+
     def row(self, run_id: str = "", cpu_hour_price: float | None = None, gpu_hour_price: float | None = None,
             gpus: int | None = None) -> dict[str, Any]:
         """The stage_costs row; a price left None is the one another stage of the iteration recorded."""

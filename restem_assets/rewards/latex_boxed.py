@@ -23,11 +23,6 @@ def boxed_spans(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def all_boxed(text: str) -> list[str]:
-    """Contents of every balanced `\\boxed{...}` in order."""
-    return [content for _, content in boxed_spans(text)]
-
-
 def last_boxed(text: str) -> str | None:
     """Content of the last balanced `\\boxed{...}`, or None."""
     spans = boxed_spans(text)

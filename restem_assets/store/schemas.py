@@ -25,11 +25,14 @@ PROBLEMS = pa.schema(
     ]
 )
 
+# The key of one sample (with `iteration`, from the path): samples, rewards, sft_set and
+# reward_audit rows are joined on it.
+_SAMPLE_KEY = [("problem_id", pa.string()), ("sample_idx", pa.int32())]
+
 # samples: one row per completion.
 SAMPLES = pa.schema(
-    [
-        ("problem_id", pa.string()),
-        ("sample_idx", pa.int32()),
+    _SAMPLE_KEY
+    + [
         ("prompt", pa.string()),  # the rendered prompt text fed to the model
         ("completion", pa.string()),
         ("n_tokens", pa.int32()),  # completion tokens generated
@@ -47,9 +50,8 @@ SAMPLES = pa.schema(
 
 # rewards: one row per sample, joined to samples on (iteration, problem_id, sample_idx).
 REWARDS = pa.schema(
-    [
-        ("problem_id", pa.string()),
-        ("sample_idx", pa.int32()),
+    _SAMPLE_KEY
+    + [
         ("extracted_answer", pa.string()),  # null when no answer/program was found
         ("reward", pa.float32()),  # binary: 0.0 or 1.0
         ("reason", pa.string()),  # math: correct|wrong|no_answer|unparsable; code: passed|<failure kind>
@@ -59,16 +61,8 @@ REWARDS = pa.schema(
     ]
 )
 
-# sft_set: the kept, deduplicated correct samples of one iteration.
-SFT_SET = pa.schema(
-    [
-        ("problem_id", pa.string()),
-        ("sample_idx", pa.int32()),
-        ("prompt", pa.string()),
-        ("completion", pa.string()),
-        ("n_tokens", pa.int32()),
-    ]
-)
+# sft_set: the kept, deduplicated correct samples of one iteration (their samples columns up to n_tokens).
+SFT_SET = pa.schema([SAMPLES.field(name) for name in ("problem_id", "sample_idx", "prompt", "completion", "n_tokens")])
 
 # eval_samples: every completion drawn while evaluating policy[i] on the test split
 # (partition iteration=0 is the base model), with its reward.
@@ -103,15 +97,8 @@ FINETUNE_LOG = pa.schema(
     ]
 )
 
-# reward_audit: accepted samples (sft_set rows) that an audit rule flagged (rewards.audit).
-REWARD_AUDIT = pa.schema(
-    [
-        ("problem_id", pa.string()),
-        ("sample_idx", pa.int32()),
-        ("rule", pa.string()),  # see rewards.audit.RULES
-        ("detail", pa.string()),
-    ]
-)
+# reward_audit: accepted samples (sft_set rows) that an audit rule (one of rewards.audit.RULES) flagged.
+REWARD_AUDIT = pa.schema(_SAMPLE_KEY + [("rule", pa.string()), ("detail", pa.string())])
 
 # transfer_evaluations: one row per problem of a benchmark outside the training task (e.g.
 # HumanEval for a policy trained on function_synthesis), greedy decoding; completions go to

@@ -58,6 +58,27 @@ class Step:
         return self.gives != self.takes
 
 
+def _returns(slug: str, takes: str, gives: str, what: str, code: str) -> Step:
+    """A step that answers with `what`: "Return {what}." alone, "return {what}" inside a chain."""
+    return Step(slug, takes, gives, f"Return {what}.", f"return {what}", code)
+
+
+def _whether(slug: str, takes: str, condition: str, code: str) -> Step:
+    """A test of {x}: True if `condition` holds, otherwise False."""
+    return _returns(slug, takes, "bool", f"True if {{x}} {condition}, otherwise False", code)
+
+
+def _or_zero(slug: str, which: str, pick: str) -> Step:
+    """One number of the list (`pick`, an expression over v), or 0 for an empty list."""
+    return _returns(slug, "list", "int", f"the {which} number in {{x}}, or 0 if it is empty", f"v = {pick} if v else 0")
+
+
+def _keep(slug: str, which: str, condition: str, order: str = "in their original order") -> Step:
+    """Keep the numbers `which` describes (those where `condition`, over n, holds), in order."""
+    return Step(slug, "list", "list", f"Return {which}, {order}.", f"keep only {which}",
+                f"v = [n for n in v if {condition}]")
+
+
 def _int_steps(c: int, d: int) -> list[Step]:
     return [
         Step(f"add_{c}", "int", "int", f"Return {{x}} plus {c}.", f"add {c} to {{x}}", f"v = v + {c}"),
@@ -71,29 +92,19 @@ def _int_steps(c: int, d: int) -> list[Step]:
              f"divide {{x}} by {d}, rounding down", f"v = v // {d}"),
         Step(f"mod_{d}", "int", "int", f"Return the remainder of {{x}} divided by {d}.",
              f"take the remainder of {{x}} divided by {d}", f"v = v % {d}"),
-        Step("is_even", "int", "bool", "Return True if {x} is even, otherwise False.",
-             "return True if {x} is even, otherwise False", "v = v % 2 == 0"),
-        Step(f"greater_than_{c}", "int", "bool", f"Return True if {{x}} is greater than {c}, otherwise False.",
-             f"return True if {{x}} is greater than {c}, otherwise False", f"v = v > {c}"),
-        Step(f"divisible_by_{d}", "int", "bool", f"Return True if {{x}} is divisible by {d}, otherwise False.",
-             f"return True if {{x}} is divisible by {d}, otherwise False", f"v = v % {d} == 0"),
+        _whether("is_even", "int", "is even", "v = v % 2 == 0"),
+        _whether(f"greater_than_{c}", "int", f"is greater than {c}", f"v = v > {c}"),
+        _whether(f"divisible_by_{d}", "int", f"is divisible by {d}", f"v = v % {d} == 0"),
     ]
 
 
 def _list_steps(c: int, d: int) -> list[Step]:
     return [
-        Step(f"keep_greater_than_{c}", "list", "list",
-             f"Return the numbers in {{x}} that are greater than {c}, in their original order.",
-             f"keep only the numbers in {{x}} that are greater than {c}", f"v = [n for n in v if n > {c}]"),
-        Step(f"keep_less_than_{c}", "list", "list",
-             f"Return the numbers in {{x}} that are less than {c}, in their original order.",
-             f"keep only the numbers in {{x}} that are less than {c}", f"v = [n for n in v if n < {c}]"),
-        Step("keep_even", "list", "list", "Return the even numbers in {x}, in their original order.",
-             "keep only the even numbers in {x}", "v = [n for n in v if n % 2 == 0]"),
-        Step("keep_odd", "list", "list", "Return the odd numbers in {x}, in their original order.",
-             "keep only the odd numbers in {x}", "v = [n for n in v if n % 2 != 0]"),
-        Step("keep_positive", "list", "list", "Return the numbers in {x} that are greater than 0, in order.",
-             "keep only the numbers in {x} that are greater than 0", "v = [n for n in v if n > 0]"),
+        _keep(f"keep_greater_than_{c}", f"the numbers in {{x}} that are greater than {c}", f"n > {c}"),
+        _keep(f"keep_less_than_{c}", f"the numbers in {{x}} that are less than {c}", f"n < {c}"),
+        _keep("keep_even", "the even numbers in {x}", "n % 2 == 0"),
+        _keep("keep_odd", "the odd numbers in {x}", "n % 2 != 0"),
+        _keep("keep_positive", "the numbers in {x} that are greater than 0", "n > 0", order="in order"),
         Step(f"add_{c}_to_each", "list", "list", f"Return a new list with {c} added to each number in {{x}}.",
              f"add {c} to each number in {{x}}", f"v = [n + {c} for n in v]"),
         Step(f"times_{d}_each", "list", "list", f"Return a new list with each number in {{x}} multiplied by {d}.",
@@ -105,18 +116,12 @@ def _list_steps(c: int, d: int) -> list[Step]:
         Step("sort_ascending", "list", "list", "Return the numbers in {x} sorted from smallest to largest.",
              "sort {x} from smallest to largest", "v = sorted(v)"),
         Step("sum_of", "list", "int", "Return the sum of the numbers in {x}.", "return the sum of {x}", "v = sum(v)"),
-        Step("count_items", "list", "int", "Return how many numbers are in {x}.", "return how many numbers are in {x}",
-             "v = len(v)"),
-        Step("largest", "list", "int", "Return the largest number in {x}, or 0 if it is empty.",
-             "return the largest number in {x}, or 0 if it is empty", "v = max(v) if v else 0"),
-        Step("smallest", "list", "int", "Return the smallest number in {x}, or 0 if it is empty.",
-             "return the smallest number in {x}, or 0 if it is empty", "v = min(v) if v else 0"),
-        Step("first_item", "list", "int", "Return the first number in {x}, or 0 if it is empty.",
-             "return the first number in {x}, or 0 if it is empty", "v = v[0] if v else 0"),
-        Step("last_item", "list", "int", "Return the last number in {x}, or 0 if it is empty.",
-             "return the last number in {x}, or 0 if it is empty", "v = v[-1] if v else 0"),
-        Step(f"count_{c}", "list", "int", f"Return how many times {c} appears in {{x}}.",
-             f"return how many times {c} appears in {{x}}", f"v = v.count({c})"),
+        _returns("count_items", "list", "int", "how many numbers are in {x}", "v = len(v)"),
+        _or_zero("largest", "largest", "max(v)"),
+        _or_zero("smallest", "smallest", "min(v)"),
+        _or_zero("first_item", "first", "v[0]"),
+        _or_zero("last_item", "last", "v[-1]"),
+        _returns(f"count_{c}", "list", "int", f"how many times {c} appears in {{x}}", f"v = v.count({c})"),
     ]
 
 
@@ -137,17 +142,12 @@ def _str_steps(ch: str, ch2: str, word: str) -> list[Step]:
              f"append '{word}' to {{x}}", f"v = v + {word!r}"),
         Step("remove_spaces", "str", "str", "Return {x} with all spaces removed.", "remove all spaces from {x}",
              "v = v.replace(' ', '')"),
-        Step("text_length", "str", "int", "Return the number of characters in {x}.",
-             "return the number of characters in {x}", "v = len(v)"),
-        Step(f"count_{ch}", "str", "int", f"Return how many times '{ch}' appears in {{x}}.",
-             f"return how many times '{ch}' appears in {{x}}", f"v = v.count({ch!r})"),
-        Step("count_vowels", "str", "int", "Return how many vowels (a, e, i, o, u, either case) are in {x}.",
-             "return how many vowels (a, e, i, o, u, either case) are in {x}",
-             "v = sum(1 for c in v if c in 'aeiouAEIOU')"),
-        Step(f"starts_with_{ch}", "str", "bool", f"Return True if {{x}} starts with '{ch}', otherwise False.",
-             f"return True if {{x}} starts with '{ch}', otherwise False", f"v = v.startswith({ch!r})"),
-        Step(f"ends_with_{ch}", "str", "bool", f"Return True if {{x}} ends with '{ch}', otherwise False.",
-             f"return True if {{x}} ends with '{ch}', otherwise False", f"v = v.endswith({ch!r})"),
+        _returns("text_length", "str", "int", "the number of characters in {x}", "v = len(v)"),
+        _returns(f"count_{ch}", "str", "int", f"how many times '{ch}' appears in {{x}}", f"v = v.count({ch!r})"),
+        _returns("count_vowels", "str", "int", "how many vowels (a, e, i, o, u, either case) are in {x}",
+                 "v = sum(1 for c in v if c in 'aeiouAEIOU')"),
+        _whether(f"starts_with_{ch}", "str", f"starts with '{ch}'", f"v = v.startswith({ch!r})"),
+        _whether(f"ends_with_{ch}", "str", f"ends with '{ch}'", f"v = v.endswith({ch!r})"),
     ]
 
 

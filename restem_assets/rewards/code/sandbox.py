@@ -27,7 +27,7 @@ drop and a network namespace where root allows them), `logging.warning` says so
 loudly once, and every `SandboxResult` carries `isolation.degraded = True`. What the
 fallback cannot do: hide the host's files (world-readable/-writable paths such as
 /tmp stay reachable) or its process list; without root the program even shares the
-host's uid. `RESTEM_SANDBOX_MODE=rlimits|bwrap` overrides the "auto" choice.
+host's uid. `detect_isolation("rlimits"|"bwrap")` overrides the "auto" choice.
 
 Programs run on the host's own interpreter (its prefix is bound read-only) with
 `-I -S`: standard library only, no site-packages. The job's source is compiled once
@@ -389,7 +389,6 @@ def _detect_fallback(python: str, reason: str) -> Isolation:
 
 def detect_isolation(mode: str = "auto") -> Isolation:
     """The isolation this host supports; `mode` "auto" prefers bwrap, "rlimits" forces the fallback."""
-    mode = os.environ.get("RESTEM_SANDBOX_MODE", mode) if mode == "auto" else mode
     if mode not in ("auto", "bwrap", "rlimits"):
         raise ValueError(f"sandbox mode must be 'auto', 'bwrap' or 'rlimits', got {mode!r}")
     with _detect_lock:
