@@ -6,7 +6,9 @@ run once (restem_assets/generation/shared_prefix.py), no recomputation. Same rec
 learning rate; reports examples/s, tokens/s, the final loss of each, and training FLOP/s
 (6 x parameters x tokens/s) against the machine's bound (bench_compute).
 
-    python -m bench.bench_finetune [--examples 48] [--epochs 1]
+    python -m bench.bench_finetune [--examples 48] [--epochs 1] [--dtype auto|bf16|fp32]
+
+--dtype is the compute dtype (bf16: float32 master weights, bf16 autocast; issue 23).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ def chain_sum_records(n: int) -> list[dict]:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(__doc__, argv, examples=48, epochs=1.0, configs="baseline,restem")
+    args = parse_args(__doc__, argv, examples=48, epochs=1.0, configs="baseline,restem",
+                      dtype={"choices": ["auto", "bf16", "fp32"], "default": "auto"})
     from bench.bench_compute import model_parameters
     from restem_assets.training.finetune import FinetuneSettings, finetune
     from restem_assets.models.model_cache import ensure_default_model
@@ -51,7 +54,8 @@ def main(argv=None) -> dict:
     for name in args.configs.split(","):
         work = Path(tempfile.mkdtemp(prefix="restem-bench-ft-"))
         try:
-            r = finetune(model, records, work / "model", FinetuneSettings(epochs=args.epochs, **CONFIGS[name]))
+            settings = FinetuneSettings(epochs=args.epochs, finetune_dtype=args.dtype, **CONFIGS[name])
+            r = finetune(model, records, work / "model", settings)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         results[name] = {"seconds": r.seconds, "steps": r.steps, "examples_per_s": r.examples_per_second,

@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from restem_assets.generation import SamplingParams
 from restem_assets.generation.engine_pool import expected_tokens
+from restem_assets.setting_field import setting
 from restem_assets.training.finetune import FinetuneSettings
-
-
-def setting(default: Any, help: str) -> Any:  # noqa: A002 - the word users see in the launchpad
-    """A dataclass field with its launchpad description."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
 
 
 INIT_FROM = ("base", "previous")

@@ -17,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.parquet as pq
 import pytest
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster_project.run_guard import IN_PROGRESS_RUN_STATUSES
 
 from dagster_project.instance import persistent_instance
 from restem_assets.store.tables import ParquetStore

@@ -1,6 +1,7 @@
 """What the asset modules share: the torch pool, progress logging, problem reads, markdown previews, partition
 locks, cost metering, and the staged, metered block every generating stage runs in."""
 
+import functools
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
@@ -97,19 +98,31 @@ def metered(context: dg.AssetExecutionContext, store: ParquetStore, stage: str, 
     store.write_table(stage_table(stage), [row], STAGE_COSTS, iteration)
 
 
+def loop_plan(store: ParquetStore, rest: ReSTResource) -> int:
+    """The tokens the whole loop is expected to generate, from the problems' split sizes and `rest`."""
+    problems = read_problems(store) if store.exists("problems") else []
+    train = sum(p["split"] == "train" for p in problems)
+    return rest.settings().planned_tokens(train, len(problems) - train)
+
+
 @contextmanager
 def generation_stage(context: dg.AssetExecutionContext, storage: StorageResource, rest: ReSTResource,
                      engine: EngineResource, stage: str, partition: int, lock: str | None, label: str,
-                     **staged) -> Iterator[StagedGeneration]:
+                     planned_tokens: int | None = None, **staged) -> Iterator[StagedGeneration]:
     """The block of every stage that generates from a policy (samples, evaluation, transfer_evaluation, the
     human baseline): the partition's lock (`lock`; None: the caller holds one), the stage metered into
     `stage_costs` (`stage`, `partition`), and a StagedGeneration of `staged` (table, schema, request, policy,
     needed, max_new_tokens, done_columns) with the configured engine and crash-safe chunk sizes, published
-    when the block ends without an error."""
+    when the block ends without an error. `planned_tokens`: what the engine that serves this stage is expected
+    to generate over the whole run (default: the loop's plan from the problems and `rest`, the same in the
+    CLI and the webserver), which `engine.kind=auto` weighs against vLLM's start-up."""
     store = storage.store()
+    if planned_tokens is None:
+        planned_tokens = loop_plan(store, rest)
+    opener = functools.partial(engine.open, planned_tokens=planned_tokens)
     with partition_lock(context, storage.root, lock) if lock else nullcontext(), \
             metered(context, store, stage, partition, rest) as meter, \
-            StagedGeneration(store, partition=partition, opener=engine.open, meter=meter,
+            StagedGeneration(store, partition=partition, opener=opener, meter=meter,
                              flush_rows=rest.checkpoint_rows, flush_seconds=rest.checkpoint_seconds, **staged) as gen:
         if gen.done:
             context.log.info("%s: %d completions kept from an interrupted run", label, len(gen.done))

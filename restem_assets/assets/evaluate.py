@@ -98,7 +98,9 @@ def transfer_evaluation(context: dg.AssetExecutionContext, storage: StorageResou
     t0 = time.perf_counter()
     label = f"transfer_evaluation[{iteration}]"
     with generation_stage(context, storage, rest, engine, "transfer_evaluation", iteration,
-                          f"transfer_evaluation={iteration}", label, table="transfer_samples", schema=TRANSFER_SAMPLES,
+                          f"transfer_evaluation={iteration}", label,
+                          planned_tokens=rest.settings().planned_transfer_tokens(sum(len(p) for p in problems.values())),
+                          table="transfer_samples", schema=TRANSFER_SAMPLES,
                           policy=policy, done_columns=SCORED_COLUMNS,
                           request={"policy": policy.path, "benchmarks": rest.transfer_benchmarks,
                                    "greedy": dataclasses.asdict(params)},

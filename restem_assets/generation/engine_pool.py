@@ -21,11 +21,12 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from restem_assets.generation import GenerationEngine, make_engine, vllm_available
+from restem_assets.setting_field import setting
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +126,6 @@ POOL = EnginePool()
 atexit.register(POOL.close)
 
 
-def _help(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
 class EngineSettings:
     """Which generation engine samples, and its knobs (the `engine` resource is generated from these fields).
@@ -141,31 +138,31 @@ class EngineSettings:
     (restem_assets/generation/ray_engine.py, `pip install .[ray]`).
     """
 
-    kind: str = _help("auto", "'auto', 'transformers' or 'vllm'")
-    batch_size: int = _help(256, "transformers engine: most rows decoded together (fewer where their key/value "
+    kind: str = setting("auto", "'auto', 'transformers' or 'vllm'")
+    batch_size: int = setting(256, "transformers engine: most rows decoded together (fewer where their key/value "
                                  "caches would pass `kv_cache_gib`)")
-    kv_cache_gib: float = _help(2.0, "transformers engine: key/value cache memory the batch may hold (longest "
+    kv_cache_gib: float = setting(2.0, "transformers engine: key/value cache memory the batch may hold (longest "
                                      "prompt + max_new_tokens per row; 0: no cap)")
-    prefix_sharing: bool = _help(True, "transformers engine: prefill the prompts' common prefix once")
-    auto_vllm_min_tokens: int = _help(VLLM_BREAK_EVEN_TOKENS, "kind 'auto': work expected to generate fewer tokens "
+    prefix_sharing: bool = setting(True, "transformers engine: prefill the prompts' common prefix once")
+    auto_vllm_min_tokens: int = setting(VLLM_BREAK_EVEN_TOKENS, "kind 'auto': work expected to generate fewer tokens "
                                       "runs on the transformers engine unless vLLM is already running")
-    reuse: bool = _help(True, "keep one engine for the stages of a run and swap each policy's weights into it; "
+    reuse: bool = setting(True, "keep one engine for the stages of a run and swap each policy's weights into it; "
                               "False: a new engine per stage")
-    dtype: str = _help("auto", "'auto' (bf16 where the CPU has AVX512-BF16 or on CUDA, else fp32), 'fp32' or 'bf16'")
-    seed: int = _help(0, "vLLM: the engine's sampling seed")
-    tensor_parallel_size: int = _help(1, "vLLM on GPUs: tensor-parallel ranks")
-    gpu_memory_utilization: float = _help(0.85, "vLLM on GPUs: share of GPU memory it may take")
-    vllm_max_model_len: int = _help(2048, "vLLM: longest prompt + completion, in tokens")
-    vllm_cpu_kv_cache_gib: int = _help(2, "vLLM on CPU: KV cache reservation, GiB of RAM")
-    vllm_enforce_eager: bool | None = _help(None, "vLLM without torch.compile / CUDA graphs. None: eager on CPU hosts "
+    dtype: str = setting("auto", "'auto' (bf16 where the CPU has AVX512-BF16 or on CUDA, else fp32), 'fp32' or 'bf16'")
+    seed: int = setting(0, "vLLM: the engine's sampling seed")
+    tensor_parallel_size: int = setting(1, "vLLM on GPUs: tensor-parallel ranks")
+    gpu_memory_utilization: float = setting(0.85, "vLLM on GPUs: share of GPU memory it may take")
+    vllm_max_model_len: int = setting(2048, "vLLM: longest prompt + completion, in tokens")
+    vllm_cpu_kv_cache_gib: int = setting(2, "vLLM on CPU: KV cache reservation, GiB of RAM")
+    vllm_enforce_eager: bool | None = setting(None, "vLLM without torch.compile / CUDA graphs. None: eager on CPU hosts "
                                             "(start-up ~20 s instead of ~130 s), compiled on GPUs")
-    ray_replicas: int = _help(0, "0: one engine in this process; N > 0: N replicas on Ray, prompts sharded")
-    ray_address: str = _help("", "'' starts a local Ray; 'auto' joins this node's cluster; or host:port / "
+    ray_replicas: int = setting(0, "0: one engine in this process; N > 0: N replicas on Ray, prompts sharded")
+    ray_address: str = setting("", "'' starts a local Ray; 'auto' joins this node's cluster; or host:port / "
                                  "ray://host:10001")
-    ray_cpus_per_replica: float = _help(1.0, "CPUs Ray reserves per replica (its torch threads)")
-    ray_gpus_per_replica: float = _help(0.0, "GPUs per replica (tensor_parallel_size for vLLM on GPU nodes)")
-    ray_shard_prompts: int = _help(0, "prompts per shard (0: about 4 shards per replica, at most 256)")
-    ray_max_shard_retries: int = _help(3, "times a shard is re-submitted after its replica died")
+    ray_cpus_per_replica: float = setting(1.0, "CPUs Ray reserves per replica (its torch threads)")
+    ray_gpus_per_replica: float = setting(0.0, "GPUs per replica (tensor_parallel_size for vLLM on GPU nodes)")
+    ray_shard_prompts: int = setting(0, "prompts per shard (0: about 4 shards per replica, at most 256)")
+    ray_max_shard_retries: int = setting(3, "times a shard is re-submitted after its replica died")
 
     def __post_init__(self):
         if self.kind not in ("auto", "transformers", "vllm"):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from restem_assets.training.finetune import FinetuneResult, FinetuneSettings
 
-ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parent.parent / "deploy" / "accelerate"
+ACCELERATE_CONFIG_DIR = Path(__file__).resolve().parents[2] / "deploy" / "accelerate"
 REQUEST_FILE, RECORDS_FILE, RESULT_FILE = "request.json", "records.jsonl", "result.json"
 LAUNCHERS = ("inprocess", "accelerate")
 

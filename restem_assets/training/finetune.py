@@ -13,11 +13,13 @@ after 3 steps; final loss 0.4624 against fp32's 0.0146). What it costs, per para
 - full fine-tune: fp32 weights 4 B + fp32 gradients 4 B + AdamW's two fp32 moments 8 B = 16 B
   (2.2 GB for the 135M model, 112 GB for a 7B one), against 8 B for bf16-only weights, gradients
   and moments (which lose the updates); activations are bf16 either way.
-- LoRA: the frozen base stays in bf16 (2 B; it gets no updates, so nothing is lost), the
-  adapters and their optimizer state are fp32 (PEFT's default) and a small share of the whole.
+- LoRA: the frozen base is held in bf16 (2 B; it gets no updates, so none are lost), the
+  adapters and their optimizer state in fp32 (PEFT's default), a small share of the whole.
 The saved model is always float32 (4 B/param on disk; the engines load it in their own dtype):
-the master weights as trained, or for LoRA the base with the adapters merged in float32, so a
-later iteration that fine-tunes from it starts from exactly what was trained.
+the master weights as trained, or for LoRA the base as it is on disk (re-read in float32 after
+training, on the CPU) with the adapters merged in float32, so neither the base nor the small
+merged updates are rounded to bf16, and a later iteration that fine-tunes from it starts from
+exactly what was trained.
 """
 
 from __future__ import annotations
@@ -33,14 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restem_assets.setting_field import setting
 from restem_assets.store.atomic import staged_dir
 from restem_assets.tasks.prompts import build_messages
 
 log = logging.getLogger(__name__)
-
-
-def _setting(default: Any, help: str) -> Any:  # noqa: A002
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -48,23 +47,23 @@ class FinetuneSettings:
     """How the M-step trains. Field names are the `rest` resource's (restem_assets/rest_settings.py
     inherits this class), so a field added here is a launchpad setting with no other edit."""
 
-    finetune_method: str = _setting("full", "'full' or 'lora' (adapters merged on save)")
-    learning_rate: float = _setting(2e-5, "AdamW learning rate")
-    epochs: float = _setting(2.0, "passes over the SFT set")
-    batch_size: int = _setting(8, "examples per optimizer step (the global batch, over all processes)")
-    finetune_max_steps: int = _setting(-1, "cap on optimizer steps (-1: no cap); tests use 1-2")
-    lora_rank: int = _setting(16, "LoRA rank (finetune_method='lora')")
-    finetune_dtype: str = _setting("auto", "compute dtype: 'auto' (bf16 where the CPU or GPU has it), 'fp32' or "
+    finetune_method: str = setting("full", "'full' or 'lora' (adapters merged on save)")
+    learning_rate: float = setting(2e-5, "AdamW learning rate")
+    epochs: float = setting(2.0, "passes over the SFT set")
+    batch_size: int = setting(8, "examples per optimizer step (the global batch, over all processes)")
+    finetune_max_steps: int = setting(-1, "cap on optimizer steps (-1: no cap); tests use 1-2")
+    lora_rank: int = setting(16, "LoRA rank (finetune_method='lora')")
+    finetune_dtype: str = setting("auto", "compute dtype: 'auto' (bf16 where the CPU or GPU has it), 'fp32' or "
                                            "'bf16'; the weights the optimizer updates are float32 either way")
-    seed: int = _setting(0, "the experiment's seed (iteration i samples with seed + 1000 i, fine-tunes with seed + i)")
-    finetune_max_length: int = _setting(1024, "longest prompt + completion trained on, in tokens")
+    seed: int = setting(0, "the experiment's seed (iteration i samples with seed + 1000 i, fine-tunes with seed + i)")
+    finetune_max_length: int = setting(1024, "longest prompt + completion trained on, in tokens")
     # run the prompt prefix all examples of a batch share once per batch (restem_assets/generation/shared_prefix.py);
     # same loss and gradients, a fraction of the compute when prompts share a long system + exemplar prefix
-    finetune_prefix_sharing: bool = _setting(True, "run each batch's shared prompt prefix once (same loss and "
+    finetune_prefix_sharing: bool = setting(True, "run each batch's shared prompt prefix once (same loss and "
                                                    "gradients, ~3x faster on few-shot prompts)")
     # TRL turns activation recomputation on by default: a third more compute for memory a 135M model
     # does not need; on, it also drops the key/value cache prefix sharing relies on (so sharing is off)
-    finetune_gradient_checkpointing: bool = _setting(False, "recompute activations (less memory, a third more "
+    finetune_gradient_checkpointing: bool = setting(False, "recompute activations (less memory, a third more "
                                                             "compute; turns prefix sharing off)")
 
     def __post_init__(self):
@@ -248,12 +247,24 @@ def load_dtype(settings: FinetuneSettings, bf16: bool):
     return torch.bfloat16 if bf16 and settings.finetune_method == "lora" else torch.float32
 
 
-def trained_model(model, settings: FinetuneSettings):
-    """The model to save: float32, LoRA adapters merged in float32 (not rounded into a bf16 base)."""
+def trained_model(model, init_model: str, settings: FinetuneSettings):
+    """The model to save, in float32: the master weights, or the LoRA adapters merged into the
+    float32 base (re-read from `init_model` when training held it in bf16, so that neither the
+    base nor the merged updates are rounded to bf16)."""
     import torch
 
-    model = model.to(torch.float32)
-    return model.merge_and_unload() if settings.finetune_method == "lora" else model
+    if settings.finetune_method != "lora":
+        return model.to(torch.float32)  # a no-op: the master weights are float32
+    if model.get_base_model().dtype == torch.float32:
+        return model.merge_and_unload()
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    adapters = {k: v.detach().to("cpu", torch.float32) for k, v in get_peft_model_state_dict(model).items()}
+    base = AutoModelForCausalLM.from_pretrained(init_model, dtype=torch.float32)
+    merged = get_peft_model(base, model.peft_config[model.active_adapter])
+    set_peft_model_state_dict(merged, adapters)
+    return merged.merge_and_unload()
 
 
 def finetune(init_model: str, records: list[dict], out_dir: Path, settings: FinetuneSettings,
@@ -294,7 +305,7 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
                 f"max_steps={settings.finetune_max_steps}, batch_size={settings.batch_size}): nothing written to {out_dir}"
             )
         if trainer.is_world_process_zero():
-            trained = trained_model(trainer.accelerator.unwrap_model(trainer.model), settings)
+            trained = trained_model(trainer.accelerator.unwrap_model(trainer.model), init_model, settings)
             with staged_dir(Path(out_dir)) as staged:
                 trained.save_pretrained(staged, safe_serialization=True)
                 tokenizer.save_pretrained(staged)
