@@ -62,7 +62,7 @@ class CannedEngine:
 
 class CannedEngineResource(EngineResource):
     @contextmanager
-    def open(self, model: str, expected_tokens: int | None = None):
+    def open(self, model: str, expected_tokens: int | None = None, planned_tokens: int = 0):
         yield CannedEngine()
 
 

@@ -50,14 +50,21 @@ def _overrides(args: argparse.Namespace, settings) -> dict:
 
 
 def _root_cause(result) -> str:
-    """One line per failed step: the innermost error's message, not Dagster's wrapper."""
+    """One line per failed step: the innermost error's type and message, each said once (not Dagster's
+    wrappers, not the run-level failure that only repeats a step's)."""
     lines = []
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
         while error is not None and error.cause is not None:
             error = error.cause
-        if error is not None:
-            lines.append(f"{event.step_key}: {error.cls_name}: {error.message.strip().splitlines()[-1]}")
+        if error is None or (event.step_key is None and lines):
+            continue
+        message = (error.message.strip().splitlines() or [""])[0].strip()  # the statement, not a log tail
+        if message.startswith(f"{error.cls_name}:"):
+            message = message[len(error.cls_name) + 1:].strip()
+        line = f"{event.step_key}: {error.cls_name}: {message}" if event.step_key else f"{error.cls_name}: {message}"
+        if line not in lines:
+            lines.append(line)
     checks = [e.event_specific_data.check_name for e in result.all_events
               if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
     lines += [f"check {name} failed" for name in checks]
@@ -147,19 +154,28 @@ def _close_engines() -> None:
     POOL.close()
 
 
-def _register(args: argparse.Namespace, settings, defs) -> None:
-    """Record the experiment's resolved configuration, or refuse one that differs from its record."""
+def _register(args: argparse.Namespace, settings, defs, replace: bool = False) -> None:
+    """Record the experiment's resolved configuration, or refuse one that differs from its record (`default`
+    included). `restem run --force` redoes everything with the new one instead: `cmd_run` replaces the record
+    (`replace`) once that is done, so an interrupted --force leaves the old record and is refused again."""
     from restem_assets.assets.resources import absolute_root, resolved_config
-    from restem_assets.experiments import Experiment, register
+    from restem_assets.experiments import Experiment, ExperimentConfigError, register
     from restem_assets.store.tables import ParquetStore
 
     overrides = _overrides(args, settings)
-    register(ParquetStore(absolute_root(settings.data_root)),
-             Experiment(settings.experiment, settings.profile, overrides, resolved_config(defs.resources)))
+    exp = Experiment(settings.experiment, settings.profile, overrides, resolved_config(defs.resources))
+    try:
+        register(ParquetStore(absolute_root(settings.data_root)), exp, replace=replace)
+    except ExperimentConfigError:
+        if not (getattr(args, "command", None) == "run" and getattr(args, "force", False)):
+            raise
+        print(f"restem: --force with settings other than experiment {exp.name!r} was created with: everything is "
+              "redone from set-up, and its record is replaced when that is done", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dagster_project.loop_state import Step, next_step, read_loop_state
+    from dagster_project.loop_state import (ITERATION_ASSETS, Step, next_step, read_loop_state, refresh_step,
+                                            stale_message)
     from restem_assets.experiments import key_prefix
 
     with _driving(args) as (settings, defs, instance):
@@ -176,14 +192,25 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if i:
                     _execute(defs, instance, "iteration", str(i), experiment=exp)
                 _execute(defs, instance, "evaluate", str(i), experiment=exp)
+            if args.force:
+                _register(args, settings, defs, replace=True)
+        refreshed: set[Step] = set()
         while True:
-            step = next_step(read_loop_state(instance, graph, prefix), iterations, not args.no_stop)
+            state = read_loop_state(instance, graph, prefix)
+            step = next_step(state, iterations, not args.no_stop, refresh_stale=args.refresh_stale)
             if isinstance(step, str):
                 print(f"restem: {step}", flush=True)
                 if step.startswith("stale"):
                     return 3
                 break
             assert isinstance(step, Step)
+            if args.refresh_stale and step == refresh_step(state, iterations):
+                if step in refreshed:  # redone, yet still stale: say so instead of redoing it forever
+                    print(f"restem: still stale after it was redone: {stale_message(state)}", flush=True)
+                    return 3
+                refreshed.add(step)
+                names = (step.assets or ITERATION_ASSETS) if step.job == "iteration" else ("evaluation",)
+                print(f"restem: refreshing stale {', '.join(f'{n}[{step.partition}]' for n in names)}", flush=True)
             _execute(defs, instance, step.job, step.partition, step.assets, experiment=exp)
         if args.human_baseline:
             import dagster as dg
@@ -259,6 +286,11 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     from restem_assets.rewards.rescore import rescore_iteration
 
     store = build_resources(_settings(args))["storage"].store()
+    scored = [i for i in store.iterations("rewards") if store.exists("samples", i)]
+    if args.iteration not in scored:
+        print(f"restem rescore: iteration {args.iteration} has no samples and rewards under {store.root} "
+              f"(iterations that have: {', '.join(map(str, scored)) or 'none'})", file=sys.stderr)
+        return 2
     s = rescore_iteration(store, args.iteration)
     print(json.dumps({"iteration": s.iteration, "samples": s.samples, "verdicts_changed": s.reason_changed,
                       "gained_reward": s.gained, "lost_reward": s.lost, "new_reasons": dict(s.new_reasons)}, indent=2))
@@ -304,16 +336,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=None,
                    help="how many iterations (sets rest.target_iterations; default: the profile's, 2)")
     p.add_argument("--no-stop", action="store_true", help="keep going even when validation stops improving")
-    p.add_argument("--force", action="store_true", help="re-materialize every step, set-up included")
-    p.add_argument("--from-iteration", type=int, metavar="I",
-                   help="redo iterations I..N (and their evaluations), e.g. after iteration I's inputs changed")
+    redo = p.add_mutually_exclusive_group()
+    redo.add_argument("--force", action="store_true", help="re-materialize every step, set-up included (with "
+                      "settings other than the experiment's record: redo it with them, then record them)")
+    redo.add_argument("--from-iteration", type=int, metavar="I",
+                      help="redo iterations I..N (and their evaluations), e.g. after iteration I's inputs changed")
+    redo.add_argument("--refresh-stale", action="store_true",
+                      help="redo only the stale steps, in order, keeping what made them stale (e.g. a model "
+                      "re-trained from the launchpad); then continue the loop")
     p.add_argument("--wait", action="store_true", help="if another driver runs on this instance, wait for it")
     p.add_argument("--human-baseline", action="store_true",
                    help="also fine-tune the base model on reference solutions (as many as iteration 1's SFT set) and "
                    "evaluate it: the human-data row of the progress table")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="RESOURCE.FIELD=VALUE",
                    help="change a setting of this experiment (repeatable), e.g. --set rest.samples_per_problem=4; "
-                   "a named experiment keeps the settings it was created with")
+                   "an existing experiment (default included) keeps the settings it was created with: other ones are "
+                   "refused, unless --force redoes it with them")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("estep", help="set-up plus the E-step of one iteration (samples, rewards, sft_set)")

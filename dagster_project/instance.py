@@ -2,16 +2,27 @@
 
 The CLI driver and `dagster dev` (via `make ui`) share DAGSTER_HOME, so every
 materialization the CLI records shows up in the webserver afterwards.
+
+restem writes the instance's `dagster.yaml` and keeps it current, but only while the file is
+exactly one restem wrote: its first line records the sha256 of the rest, so an edit (e.g.
+`max_concurrent_runs: 4`) is seen, and the user's file is kept, with one line saying which of
+restem's settings it lacks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import sys
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
-MARKER = "# Written by restem."
-DAGSTER_YAML = MARKER + """ One torch-heavy step at a time: two at once on a small CPU host slow each other down.
+from restem_assets.environment import DEFAULT_DAGSTER_HOME
+
+DAGSTER_YAML_BODY = """\
+# One torch-heavy step at a time: two at once on a small CPU host slow each other down.
 # Never two runs of the same partition at once (whatever max_concurrent_runs says); the assets
 # also lock their partition, so this holds for runs this queue does not see (the restem CLI).
 # Run monitoring fails runs whose worker process died, freeing their pool slots.
@@ -32,16 +43,84 @@ telemetry:
   enabled: false
 """
 
-from restem_assets.environment import DEFAULT_DAGSTER_HOME
+# First line of a file restem wrote: the sha256 of everything after it.
+_STAMP = re.compile(r"# Written by restem \(sha256:([0-9a-f]{64})\)[^\n]*\n")
+# Versions written before the stamp (first line `# Written by restem.`), by the sha256 of the whole file
+# (git history of this module: 2405246, a3b3ee1, d7794f5). Any other file with that first line was edited.
+_UNSTAMPED_VERSIONS = frozenset({
+    "66239e40bec8f2d94873a02e3f4759c6fede96ba92850b279b6df33aa8cbc39f",
+    "63589188bd67658fdd091784eb459567eb7a224844d38d91f6f546b23715cb52",
+    "466e6cc41d64165abd8586cb0a60f9885a8444553151415925ecea911a48262e",
+})
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stamped(body: str) -> str:
+    """`body` as restem writes it: a first line recording its sha256."""
+    return f"# Written by restem (sha256:{_sha256(body)}); edit it and restem keeps your version.\n" + body
+
+
+DAGSTER_YAML = stamped(DAGSTER_YAML_BODY)
+
+
+def written_by_restem(text: str) -> bool:
+    """Whether `text` is exactly a dagster.yaml restem wrote (this version or an older one), unedited."""
+    stamp = _STAMP.match(text)
+    if stamp is not None:
+        return stamp.group(1) == _sha256(text[stamp.end():])
+    return _sha256(text) in _UNSTAMPED_VERSIONS
+
+
+def _key_paths(tree, prefix: str = "") -> list[str]:
+    """Dotted paths of the mapping keys in `tree` (a list or scalar value ends a path)."""
+    out = []
+    for key, value in (tree or {}).items():
+        path = f"{prefix}{key}"
+        out.append(path)
+        if isinstance(value, dict):
+            out += _key_paths(value, path + ".")
+    return out
+
+
+def missing_defaults(text: str) -> list[str]:
+    """restem's settings (dotted keys, the outermost absent one) that the dagster.yaml `text` does not set."""
+    try:
+        theirs = set(_key_paths(yaml.safe_load(text) or {}))
+    except (yaml.YAMLError, AttributeError):  # not YAML, or not a mapping: Dagster will say so
+        return []
+    missing: list[str] = []
+    for path in _key_paths(yaml.safe_load(DAGSTER_YAML_BODY)):
+        if path not in theirs and not any(path.startswith(m + ".") for m in missing):
+            missing.append(path)
+    return missing
+
+
+def write_dagster_yaml(config: Path) -> str | None:
+    """Write restem's dagster.yaml at `config` unless the user's own (or an edited one) is there.
+
+    Returns None, or the one line to tell the user when their file is kept."""
+    text = config.read_text() if config.exists() else None
+    if text is None or written_by_restem(text):
+        if text != DAGSTER_YAML:
+            config.write_text(DAGSTER_YAML)  # ours (or an older version of ours): kept current
+        return None
+    missing = missing_defaults(text)
+    lacks = (f"it lacks restem's defaults for {', '.join(missing)}" if missing
+             else "it sets every key restem's version does")
+    return (f"restem: keeping your {config} (edited, so restem does not rewrite it); {lacks} "
+            f"(restem's version: dagster_project/instance.py)")
 
 
 def prepare_dagster_home(home: str | Path | None = None) -> Path:
-    """Create DAGSTER_HOME with restem's dagster.yaml (kept if the user wrote their own)."""
+    """Create DAGSTER_HOME with restem's dagster.yaml (a user's own or edited one is kept, and said so on stderr)."""
     home = Path(home or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() or (config.read_text().startswith(MARKER) and config.read_text() != DAGSTER_YAML):
-        config.write_text(DAGSTER_YAML)  # ours (or an older version of ours): kept current; a user's own: kept
+    note = write_dagster_yaml(home / "dagster.yaml")
+    if note:
+        print(note, file=sys.stderr, flush=True)
     return home
 
 

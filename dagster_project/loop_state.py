@@ -3,8 +3,10 @@
 Shared by the CLI driver and the sensor, so both decide the next step the same way:
 which assets of which iteration are materialized (a crashed iteration resumes at its
 first missing step), and which materializations are stale because something upstream
-was materialized again since (Dagster's own data-version staleness, the same the
-webserver shows). The loop never reports "done" over stale iterations.
+was materialized again since (Dagster's data-version staleness, closed over everything
+built on a stale materialization: `restem_assets/assets/staleness.py`). The loop never
+reports "done" over stale iterations; with `refresh_stale` it redoes exactly the stale
+steps, in dependency order, and keeps what is current (e.g. a launchpad re-run's model).
 """
 
 from __future__ import annotations
@@ -72,18 +74,39 @@ class Step:
 
 
 def stale_message(state: LoopState) -> str:
-    first = state.stale_iterations()[0]
-    what = "; ".join(f"{name}[{p}]: {why}" for (name, p), why in sorted(state.stale.items(), key=lambda kv: kv[0][1]))
-    return (f"stale: {what}. Something upstream was materialized again after these; "
-            f"redo them with `restem run --from-iteration {max(first, 1)}`")
+    first = max(state.stale_iterations()[0], 1)
+    order = {name: i for i, name in enumerate((*ITERATION_ASSETS, "evaluation"))}
+    what = "; ".join(f"{name}[{p}]: {why}" for (name, p), why in
+                     sorted(state.stale.items(), key=lambda kv: (kv[0][1], order.get(kv[0][0], len(order)))))
+    return (f"stale: {what}. Something upstream was materialized again after these: "
+            f"`restem run --refresh-stale` redoes only these, keeping what is current (a re-run from the launchpad "
+            f"included); `restem run --from-iteration {first}` would redo iteration {first} onward with this "
+            f"command's settings instead")
 
 
-def next_step(state: LoopState, target_iterations: int, stop_when_no_improvement: bool) -> Step | str:
-    """The next step of the loop, or a string saying why there is none ("done", "stopped", "stale")."""
+def refresh_step(state: LoopState, target_iterations: int) -> Step | None:
+    """The first stale step up to `target_iterations`, in dependency order: iteration i's stale assets (the
+    rest of its assets stay), then evaluation[i]; None when nothing there is stale. What made them stale is
+    current, so it is not redone."""
+    for i in range(target_iterations + 1):
+        names = tuple(name for name in ITERATION_ASSETS if (name, i) in state.stale) if i else ()
+        if names:
+            return Step("iteration", str(i), None if names == ITERATION_ASSETS else names)
+        if ("evaluation", i) in state.stale:
+            return Step("evaluate", str(i))
+    return None
+
+
+def next_step(state: LoopState, target_iterations: int, stop_when_no_improvement: bool,
+              refresh_stale: bool = False) -> Step | str:
+    """The next step of the loop, or a string saying why there is none ("done", "stopped", "stale").
+
+    Stale materializations (up to the target) stop the loop, unless `refresh_stale`: then they are redone first."""
     if not state.has_problems or not state.has_base_policy:
         return Step("setup")
     if any(p <= target_iterations for _, p in state.stale):
-        return stale_message(state)
+        step = refresh_step(state, target_iterations) if refresh_stale else None
+        return step if step is not None else stale_message(state)
     if 0 not in state.evaluated:
         return Step("evaluate", "0")
     for i in range(1, target_iterations + 1):

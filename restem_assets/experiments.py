@@ -13,8 +13,9 @@ Any other experiment NAME is a namespace in both places:
   staleness on the shared instance.
 
 The registry (`<root>/experiments/part-0.parquet`, view `experiments`) records each
-experiment's profile, overrides and resolved configuration; running an existing named
-experiment with another configuration is refused (pick a new name). Pure: no Dagster here.
+experiment's profile, overrides and resolved configuration; running an existing experiment
+(`default` included) with another identifying configuration is refused (pick a new name or data
+root, or redo it with `restem run --force`). Pure: no Dagster here.
 """
 
 from __future__ import annotations
@@ -159,12 +160,22 @@ def _row(exp: Experiment, created_at: dt.datetime) -> dict[str, Any]:
     }
 
 
-def register(store: ParquetStore, exp: Experiment) -> Experiment:
+def _own_settings(name: str, old: Experiment) -> str:
+    """The command that runs experiment `name` with its recorded settings."""
+    if name != DEFAULT_EXPERIMENT:  # a named experiment's later commands take its recorded profile and overrides
+        return f"`restem run --experiment {name}` with no --set"
+    recorded = identity(old.overrides)
+    sets = [f"--set {resource}.{field}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
+            for resource in IDENTITY_RESOURCES for field, value in sorted(recorded[resource].items())]
+    return f"`restem run {' '.join([f'--profile {old.profile}', *sets])}`"
+
+
+def register(store: ParquetStore, exp: Experiment, replace: bool = False) -> Experiment:
     """Record `exp` in the registry at `store` (the top data root), or check it against its record.
 
-    A named experiment that exists with another identifying configuration is refused, naming the
-    fields that differ. `default` is recorded with its latest configuration (it predates the registry:
-    changing its settings between runs stays allowed, as before experiments existed).
+    An experiment (`default` included) that exists with another identifying configuration is refused,
+    naming the fields that differ and the ways out, unless `replace` (`restem run --force`, which redoes
+    everything from set-up with the new configuration) says to record the new one.
     """
     check_name(exp.name)
     known = read_registry(store)
@@ -173,12 +184,15 @@ def register(store: ParquetStore, exp: Experiment) -> Experiment:
         diff = differences(old.config, exp.config)
         if not diff:
             return old
-        if exp.name != DEFAULT_EXPERIMENT:
+        if not replace:
+            other = "`--experiment NAME`" if exp.name == DEFAULT_EXPERIMENT else "a new `--experiment` name"
             raise ExperimentConfigError(
-                f"experiment {exp.name!r} was created with another configuration ({'; '.join(diff)}); "
-                f"run it with its own settings (`restem run --experiment {exp.name}` with no --set) or pick a new name")
+                f"experiment {exp.name!r} was created with another configuration ({'; '.join(diff)}) and its "
+                f"results are of that one: run it with its own settings ({_own_settings(exp.name, old)}), or "
+                f"put the new settings under {other} or another --data-root, or add --force to redo everything "
+                f"from set-up with them (which then replaces its record)")
     previous = store.read_table(REGISTRY_TABLE).to_pylist() if known else []
-    created = next((r["created_at"] for r in previous if r["experiment"] == exp.name), None)
+    created = None if replace else next((r["created_at"] for r in previous if r["experiment"] == exp.name), None)
     rows = [r for r in previous if r["experiment"] != exp.name]
     rows.append(_row(exp, created or dt.datetime.now(dt.timezone.utc)))
     store.write_table(REGISTRY_TABLE, sorted(rows, key=lambda r: r["experiment"]), EXPERIMENTS)

@@ -235,7 +235,8 @@ def test_remote_model_without_tokenizer_is_not_cached(tmp_path, monkeypatch):
 def test_base_model_asset_fails_at_set_up_naming_what_is_missing(tmp_path):
     path = model_dir(tmp_path / "m", ["config.json"])
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize([base_model, policy], resources={"model": ModelResource(base_model=str(path))},
+    result = dg.materialize([base_model, policy], resources={"model": ModelResource(base_model=str(path)),
+                                                            "storage": StorageResource(root=str(tmp_path / "data"))},
                             instance=instance, raise_on_error=False)
     assert not result.success
     message = failure_message(result)

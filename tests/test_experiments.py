@@ -49,13 +49,99 @@ def test_registry_records_and_refuses_another_configuration(tmp_path):
     k8 = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 8}})
     with pytest.raises(ExperimentConfigError, match=r"rest.samples_per_problem: 4 -> 8"):
         register(store, Experiment("k4", "tiny", {"rest": {"samples_per_problem": 8}}, resolved_config(k8)))
-    # `default` predates the registry: a new configuration replaces its record
-    register(store, Experiment("default", "tiny", {}, resolved_config(k4)))
-    register(store, Experiment("default", "tiny", {}, resolved_config(k8)))
+    # replace (what `restem run --force` asks for once it has redone everything) records the new configuration
+    register(store, Experiment("k4", "tiny", {"rest": {"samples_per_problem": 8}}, resolved_config(k8)), replace=True)
     known = read_registry(store)
-    assert sorted(known) == ["default", "k4"]
-    assert known["default"].config["rest"]["samples_per_problem"] == 8
-    assert known["k4"].overrides == {"rest": {"samples_per_problem": 4}}
+    assert sorted(known) == ["k4"] and known["k4"].overrides == {"rest": {"samples_per_problem": 8}}
+
+
+def test_the_default_experiment_is_refused_another_configuration_too(tmp_path):
+    """Issue 23: `restem run --set task.train_size=24` on an existing default root overwrote the record (24 problems
+    while samples[1] held 6). Now it is refused like a named experiment's, naming the field and the ways out."""
+    store = ParquetStore(str(tmp_path))
+    tiny = resolved_config(build_resources(Settings(profile="tiny")))
+    register(store, Experiment("default", "tiny", {}, tiny))
+    register(store, Experiment("default", "tiny", {}, tiny))  # the same again: accepted
+    longer = build_resources(Settings(profile="tiny"), {"rest": {"target_iterations": 5}})  # --iterations 5
+    register(store, Experiment("default", "tiny", {"rest": {"target_iterations": 5}}, resolved_config(longer)))
+    bigger = build_resources(Settings(profile="tiny"), {"task": {"train_size": 24}})
+    with pytest.raises(ExperimentConfigError) as refused:
+        register(store, Experiment("default", "tiny", {"task": {"train_size": 24}}, resolved_config(bigger)))
+    message = str(refused.value)
+    assert "\n" not in message and "task.train_size: 6 -> 24" in message
+    assert "`restem run --profile tiny`" in message  # how to run it with its own settings
+    for way_out in ("--experiment NAME", "--data-root", "--force"):
+        assert way_out in message
+    assert read_registry(store)["default"].config["task"]["train_size"] == 6
+
+
+def test_the_refusal_names_the_recorded_settings_of_the_default_experiment(tmp_path):
+    store = ParquetStore(str(tmp_path))
+    k4 = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 4, "target_iterations": 3}})
+    register(store, Experiment("default", "tiny", {"rest": {"samples_per_problem": 4, "target_iterations": 3}},
+                               resolved_config(k4)))
+    with pytest.raises(ExperimentConfigError, match=r"`restem run --profile tiny --set rest.samples_per_problem=4`"):
+        register(store, Experiment("default", "tiny", {}, resolved_config(build_resources(Settings(profile="tiny")))))
+
+
+def _cli_root(tmp_path):
+    """A data root whose registry records the default experiment on the tiny profile (as a first `restem run
+    --profile tiny` leaves it), with an empty instance: no step has run and none may."""
+    from dagster_project import cli
+
+    root, home = tmp_path / "data", tmp_path / "home"
+    settings = Settings(profile="tiny", data_root=str(root))
+    register(ParquetStore(str(root)), Experiment("default", "tiny", {}, resolved_config(build_resources(settings))))
+    return cli, ["--profile", "tiny", "--data-root", str(root), "--dagster-home", str(home)], []
+
+
+class Started(Exception):
+    """Raised by the stand-in for `cli._execute`: the loop got as far as its first step."""
+
+
+def _first_step(steps):
+    def execute(defs, instance, job, *a, **k):
+        steps.append(job)
+        raise Started
+    return execute
+
+
+def test_restem_run_refuses_another_configuration_before_any_step(tmp_path, capsys, monkeypatch):
+    cli, flags, steps = _cli_root(tmp_path)
+    monkeypatch.setattr(cli, "_execute", _first_step(steps))
+    assert cli.main(["run", *flags, "--set", "task.train_size=24"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "task.train_size: 6 -> 24" in err and "--force" in err
+    assert steps == []
+    assert read_registry(ParquetStore(flags[3]))["default"].config["task"]["train_size"] == 6
+
+
+def test_restem_run_with_the_same_settings_or_another_loop_length_is_not_refused(tmp_path, capsys, monkeypatch):
+    """No --set, and --iterations N (not identifying), pass the check: the loop starts (here: its first step)."""
+    cli, flags, steps = _cli_root(tmp_path)
+    monkeypatch.setattr(cli, "_execute", _first_step(steps))
+    for extra in ([], ["--iterations", "5"]):
+        with pytest.raises(Started):
+            cli.main(["run", *flags, *extra])
+    assert steps == ["setup", "setup"]
+
+
+def test_restem_run_force_redoes_with_new_settings_and_then_replaces_the_record(tmp_path, capsys, monkeypatch):
+    cli, flags, steps = _cli_root(tmp_path)
+    registry = ParquetStore(flags[3])
+
+    def execute(defs, instance, job, partition, *a, **k):
+        if job != "report_progress":  # the forced steps: the old record stands until they are all done
+            assert read_registry(registry)["default"].config["task"]["train_size"] == 6
+        steps.append(job)
+        return 0.0
+
+    monkeypatch.setattr(cli, "_execute", execute)
+    monkeypatch.setattr(cli, "_close_engines", lambda: None)
+    monkeypatch.setattr("dagster_project.loop_state.next_step", lambda *a, **k: "done: faked")
+    assert cli.main(["run", *flags, "--iterations", "1", "--force", "--set", "task.train_size=24"]) == 0
+    assert steps == ["setup", "evaluate", "iteration", "evaluate", "report_progress"]
+    assert read_registry(registry)["default"].config["task"]["train_size"] == 24
 
 
 def test_definitions_of_a_named_experiment_are_prefixed(tmp_path):

@@ -109,7 +109,8 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
     iteration = int(context.partition_key)
     tuner = FinetuneStage(context, storage, rest)
     store = storage.store()
-    init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration), prefix_of(context))
+    init = lookup_policy(context.instance, init_policy_iteration(rest.init_from, iteration), prefix_of(context),
+                         data_root=storage.shared_root())
     rows = store.read_table("sft_set", iteration).to_pylist()
     problems_by_id = {p["problem_id"]: p for p in read_problems(store)}
     records = conversational_records(rows, problems_by_id)
@@ -120,8 +121,9 @@ def finetune(context: dg.AssetExecutionContext, storage: StorageResource, rest: 
                      init.path, len(records), store.url(target))
     result = tuner.run("finetune", iteration, f"iteration={iteration}", init.path, records, target, settings)
     model_url = store.url(target)
-    report_policy(context, iteration, model_url, version=version, init_from=init.policy_id, init_version=init.version,
-                  examples=result.examples)
+    # Recorded relative to the data root (models/iteration=i/version=<run>), read back under the reader's root.
+    report_policy(context, iteration, model_url, version=version, data_root=storage.shared_root(),
+                  init_from=init.policy_id, init_version=init.version, examples=result.examples)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(model_url),

@@ -9,6 +9,7 @@ protocol.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,12 +72,40 @@ class GenerationEngine(Protocol):
         """The exact text fed to the model for these chat messages (stored with each sample)."""
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None
+        self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None,
+        seeds: Sequence[Sequence[int]] | None = None,
     ) -> Iterator[list[Completion]]:
-        """Yield completions in chunks for prompts rendered by `render_prompt`; each gets exactly `params.n`."""
+        """Yield completions in chunks for prompts rendered by `render_prompt`; each gets exactly `params.n`.
+
+        `seeds[i][j]` seeds sample j of prompt i (`row_seeds`): a sampled completion depends on its
+        prompt and its own seed only, not on the other prompts of the call or how they are batched.
+        Without `seeds`, sample j of prompt i is seeded with `sample_seed(params.seed, i, j)`."""
 
     def close(self) -> None:
         """Release the model's memory (the fine-tune step runs after sampling)."""
+
+
+def sample_seed(*parts: int | str) -> int:
+    """The seed of one sample from what it is, e.g. (the step's seed, problem_id, sample_idx), where the
+    step's seed (SamplingParams.seed) is the experiment's seed and iteration. Stable across processes,
+    machines and Python versions (blake2b, not hash()); below 2**63, so it fits torch, vLLM and int64."""
+    key = "\x1f".join(f"{type(p).__name__}:{p}" for p in parts).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+def row_seeds(params: SamplingParams, n_prompts: int,
+              seeds: Sequence[Sequence[int]] | None = None) -> list[list[int]]:
+    """One seed per sample, `params.n` per prompt: `seeds` checked, or by default
+    `sample_seed(params.seed, i, j)` for sample j of prompt i."""
+    if seeds is None:
+        return [[sample_seed(params.seed, i, j) for j in range(params.n)] for i in range(n_prompts)]
+    out = [[int(s) for s in row] for row in seeds]
+    if len(out) != n_prompts or any(len(row) != params.n for row in out):
+        raise ValueError(f"seeds must hold {params.n} seeds (SamplingParams.n) for each of {n_prompts} prompts, got "
+                         f"{[len(row) for row in out]}")
+    if any(not 0 <= s < 2**63 for row in out for s in row):
+        raise ValueError("seeds must lie in [0, 2**63)")
+    return out
 
 
 def stop_token_ids(tokenizer, generation_eos: int | list[int] | None = None) -> list[int]:

@@ -11,8 +11,10 @@ fresh replica: the retry is ours, explicit and counted.
 The driver renders prompts with the model's tokenizer (the same chat template the
 replicas' engines use), cuts them into shards of `shard_prompts`, keeps every replica
 busy with one shard at a time and yields each shard's completions as it finishes (with
-prompt indices mapped back to the caller's list). Shard `s` samples with seed
-`params.seed + SHARD_SEED_STRIDE * s`, so a retried shard draws the same completions.
+prompt indices mapped back to the caller's list). Every sample keeps its own seed
+(`generate(seeds=...)`, by default `sample_seed(params.seed, i, j)` for sample j of prompt i)
+whichever shard and replica run it, so a retried shard draws the same completions, and the
+cluster the same as one engine of the replicas' kind.
 """
 
 from __future__ import annotations
@@ -25,11 +27,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, make_engine
+from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, make_engine, row_seeds
 
 log = logging.getLogger(__name__)
 
-SHARD_SEED_STRIDE = 100_003
 REPLICA_KINDS = ("transformers", "vllm")
 # what a replica's process needs whatever the cluster's defaults: no hub, no tokenizer thread pools
 REPLICA_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -50,8 +51,8 @@ class _Replica:
     def pid(self) -> int:
         return os.getpid()
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
-        return [c for chunk in self.engine.generate(prompts, params) for c in chunk]
+    def generate(self, prompts: list[str], params: SamplingParams, seeds: list[list[int]]) -> list[Completion]:
+        return [c for chunk in self.engine.generate(prompts, params, seeds=seeds) for c in chunk]
 
     def close(self) -> None:
         self.engine.close()
@@ -119,12 +120,13 @@ class RayEngine:
         # about four shards per replica: load stays balanced and a dead replica loses little work
         return max(1, min(256, math.ceil(n_prompts / (4 * self.replicas))))
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams,
-                 progress: ProgressFn | None = None) -> Iterator[list[Completion]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None,
+                 seeds: Sequence[Sequence[int]] | None = None) -> Iterator[list[Completion]]:
         import ray
         from ray.exceptions import ObjectLostError, RayActorError
 
         prompts = list(prompts)
+        seeds = row_seeds(params, len(prompts), seeds)
         size = self._shard_size(len(prompts))
         starts = list(range(0, len(prompts), size))
         pending = deque(range(len(starts)))
@@ -135,8 +137,8 @@ class RayEngine:
         while pending or in_flight:
             while pending and idle:
                 shard, slot = pending.popleft(), idle.pop()
-                shard_params = replace(params, seed=params.seed + SHARD_SEED_STRIDE * shard)
-                ref = self._actors[slot].generate.remote(prompts[starts[shard]:starts[shard] + size], shard_params)
+                part = slice(starts[shard], starts[shard] + size)
+                ref = self._actors[slot].generate.remote(prompts[part], params, seeds[part])
                 in_flight[ref] = (shard, slot)
             (ref,), _ = ray.wait(list(in_flight), num_returns=1)
             shard, slot = in_flight.pop(ref)

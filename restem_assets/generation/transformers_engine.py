@@ -9,6 +9,11 @@ Prompts of one task share most of their tokens (system message, worked exemplar:
 108 of ~121 tokens for chain sums), so the common token prefix of a request is
 prefilled once and its KV cache copied into every admitted row; each prompt then
 prefills only its own suffix.
+
+Every row samples with a torch.Generator of its own, seeded with that sample's seed
+(`generate(seeds=...)`), which draws the row's noise and nothing else: a completion depends
+on its prompt and its seed, not on which rows share its batch or when it was admitted, so
+a resumed E-step regenerates exactly the samples an interrupted one would have.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, stop_token_ids
+from restem_assets.generation import (
+    Completion, Messages, ProgressFn, SamplingParams, cut_at_stop, row_seeds, stop_token_ids,
+)
 from restem_assets.generation.dtype import pick_dtype
 from restem_assets.generation.grouped_attention import use_grouped_decode
 from restem_assets.generation.shared_prefix import MIN_SHARED_PREFIX, broadcast_cache, shared_prefix_length
@@ -30,17 +37,40 @@ log = logging.getLogger(__name__)
 NUCLEUS_CANDIDATES = 1024  # top-p is resolved among this many top tokens, exactly (see sample_next)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+Generators = torch.Generator | Sequence[torch.Generator] | None  # one for the batch, or one per row
+
+
+def _rows(generator: Generators, rows: torch.Tensor) -> Generators:
+    """The generators of the rows at positions `rows` (a shared generator stays shared)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    return [generator[j] for j in rows.tolist()]
+
+
+def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     """One index per row with probability proportional to `probs` (rows need not sum to 1).
 
     Exponential race (argmax p_i / E_i, E_i ~ Exp(1)) instead of torch.multinomial,
-    which was the slowest op of the decoding loop on CPU.
+    which was the slowest op of the decoding loop on CPU. With one generator per row,
+    each row's noise comes from its own generator.
     """
-    race = torch.empty_like(probs).exponential_(generator=generator)
+    if generator is None or isinstance(generator, torch.Generator):
+        race = torch.empty_like(probs).exponential_(generator=generator)
+    else:
+        race = torch.empty_like(probs)
+        for row, g in zip(race, generator, strict=True):
+            row.exponential_(generator=g)
     return (probs / race).argmax(dim=-1)
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+def _nucleus(values: torch.Tensor, index: torch.Tensor, probs: torch.Tensor, top_p: float,
+             generator: Generators) -> torch.Tensor:
+    """Draw from the smallest prefix of the sorted candidates whose mass reaches `top_p`."""
+    drop = probs.cumsum(dim=-1) - probs >= top_p  # the top token always stays
+    return index.gather(-1, _draw(probs.masked_fill(drop, 0.0), generator)[:, None]).squeeze(-1)
+
+
+def sample_next(logits: torch.Tensor, params: SamplingParams, generator: Generators) -> torch.Tensor:
     """Pick one token per row: greedy, or temperature + top-k + top-p sampling.
 
     Top-k keeps the k most likely tokens; top-p then keeps the smallest prefix of those
@@ -48,6 +78,10 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
     sorted candidate list: the top-k tokens, or with top-p alone the top
     NUCLEUS_CANDIDATES, falling back to the whole vocabulary for rows whose nucleus
     is wider than that, so the result is exact either way.
+
+    `generator` is one generator for the whole batch or one per row. With one per row, what
+    a row draws depends on its own logits and generator only: the width of its candidate
+    list (the noise it consumes) is decided row by row, never by the other rows.
     """
     if params.greedy:
         return logits.argmax(dim=-1)
@@ -62,14 +96,20 @@ def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.G
         probs = torch.softmax(values, dim=-1)  # renormalized over the top-k
     else:  # true probabilities of the candidates under the full distribution
         probs = torch.exp(values - torch.logsumexp(logits, dim=-1, keepdim=True))
-    if params.top_p < 1.0:
-        covered = probs.sum(dim=-1) >= params.top_p
-        if not bool(covered.all()):  # nucleus wider than the candidates: sort the full vocabulary
-            values, index = torch.sort(logits, dim=-1, descending=True)
-            probs = torch.softmax(values, dim=-1)
-        drop = probs.cumsum(dim=-1) - probs >= params.top_p  # the top token always stays
-        probs = probs.masked_fill(drop, 0.0)
-    return index.gather(-1, _draw(probs, generator)[:, None]).squeeze(-1)
+    if params.top_p >= 1.0:
+        return index.gather(-1, _draw(probs, generator)[:, None]).squeeze(-1)
+    covered = probs.sum(dim=-1) >= params.top_p
+    if bool(covered.all()):
+        return _nucleus(values, index, probs, params.top_p, generator)
+    # rows whose nucleus is wider than the candidates sort the full vocabulary; the others keep their candidates
+    tokens = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    narrow, wide = covered.nonzero().flatten(), (~covered).nonzero().flatten()
+    if narrow.numel():
+        tokens[narrow] = _nucleus(values[narrow], index[narrow], probs[narrow], params.top_p, _rows(generator, narrow))
+    all_values, all_index = torch.sort(logits[wide], dim=-1, descending=True)
+    tokens[wide] = _nucleus(all_values, all_index, torch.softmax(all_values, dim=-1), params.top_p,
+                            _rows(generator, wide))
+    return tokens
 
 
 class TransformersEngine:
@@ -147,12 +187,13 @@ class TransformersEngine:
         return self._enders[stop]
 
     def generate(
-        self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None
+        self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None,
+        seeds: Sequence[Sequence[int]] | None = None,
     ) -> Iterator[list[Completion]]:
-        generator = None
-        if not params.greedy:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed)
-        yield from _ContinuousBatch(self, prompts, params, generator, progress).run()
+        """Completions of `prompts`; sample j of prompt i draws from a generator seeded with `seeds[i][j]`
+        (default: `sample_seed(params.seed, i, j)`, see `row_seeds`)."""
+        seeds = row_seeds(params, len(prompts), seeds)
+        yield from _ContinuousBatch(self, prompts, params, None if params.greedy else seeds, progress).run()
 
 
 class _ContinuousBatch:
@@ -162,12 +203,14 @@ class _ContinuousBatch:
     batch (and the cache) when they emit end-of-turn or hit max_new_tokens, and new
     prompts are prefilled into the freed slots, left-padded to the batch's cache
     length. Leading cache columns no row attends to are trimmed as rows leave. A
-    prompt's K completions are yielded together once the last of them ends.
+    prompt's K completions are yielded together once the last of them ends. Each
+    row samples with its own generator, seeded with `seeds[prompt][sample]` (none
+    when decoding greedily).
     """
 
     def __init__(self, engine: TransformersEngine, texts: list[str], params: SamplingParams,
-                 generator: torch.Generator | None, progress: ProgressFn | None):
-        self.e, self.texts, self.params, self.generator, self.progress = engine, texts, params, generator, progress
+                 seeds: list[list[int]] | None, progress: ProgressFn | None):
+        self.e, self.texts, self.params, self.seeds, self.progress = engine, texts, params, seeds, progress
         self.k = params.n
         self.ids = engine.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         rows = engine.rows_that_fit(max((len(t) for t in self.ids), default=0) + params.max_new_tokens)
@@ -178,6 +221,7 @@ class _ContinuousBatch:
         self.next_pos = None  # [rows] position id of each row's next token
         self.logits = None  # [rows, vocab] logits for each row's next token
         self.rows: list[tuple[int, int]] = []  # (prompt_index, sample_idx) of each batch row
+        self.generators: list[torch.Generator] | None = None if seeds is None else []  # each row's, in row order
         self.tokens: dict[tuple[int, int], list[int]] = {}
         self.pending: dict[int, list[Completion]] = {}
         self.done_prompts = 0
@@ -243,6 +287,8 @@ class _ContinuousBatch:
         new_rows = [(i, j) for i in batch for j in range(self.k)]
         for r in new_rows:
             self.tokens[r] = []
+        if self.seeds is not None:
+            self.generators += [torch.Generator(device=e.device).manual_seed(self.seeds[i][j]) for i, j in new_rows]
         next_pos = positions[:, -1] + 1
         if self.cache is None:
             self.cache, self.mask, self.next_pos, self.logits, self.rows = cache, mask, next_pos, logits, new_rows
@@ -273,7 +319,7 @@ class _ContinuousBatch:
     @torch.inference_mode()
     def _step(self) -> None:
         """Sample one token for every row; finished rows move to `pending` and leave the batch."""
-        tokens = sample_next(self.logits, self.params, self.generator)
+        tokens = sample_next(self.logits, self.params, self.generators)
         stopped = torch.isin(tokens, self.stop).tolist()
         done: set[int] = set()
         for j, (tok, is_stop) in enumerate(zip(tokens.tolist(), stopped)):
@@ -285,6 +331,8 @@ class _ContinuousBatch:
                 done.add(j)
                 self.pending.setdefault(self.rows[j][0], []).append(self._completion(j, "stop" if is_stop else "length"))
         keep = [j for j in range(len(self.rows)) if j not in done]
+        if self.generators is not None and done:
+            self.generators = [self.generators[j] for j in keep]
         if not keep:  # the batch is empty: the next admission starts a fresh cache
             self.rows, self.cache, self.mask, self.next_pos, self.logits = [], None, None, None, None
             return

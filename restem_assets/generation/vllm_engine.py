@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 
-from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, stop_token_ids
+from restem_assets.generation import Completion, Messages, ProgressFn, SamplingParams, row_seeds, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ class VLLMEngine:
             for key, value in cpu_worker_env().items():  # a user-set VLLM_* variable wins
                 env.setdefault(key, value)
             llm["block_size"] = block_size or 32  # CPU attention wants multiples of 32; 128 outgrows short prompts
+            # Every sample is seeded by what it is (a request of its own, generate(seeds=...)). A prompt prefilled
+            # in chunks samples a token per chunk that vLLM throws away and then rewinds that request's generator
+            # by an offset, which CPU generators do not have ("CPU Generator does not use offset"): prompts are
+            # prefilled whole instead, so the budget of a step must hold the longest one (vLLM's CPU default 4096).
+            llm["enable_chunked_prefill"] = False
+            llm["max_num_batched_tokens"] = max(max_model_len, 4096)
         elif block_size:
             llm["block_size"] = block_size
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -118,15 +124,18 @@ class VLLMEngine:
     def render_prompt(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams,
-                 progress: ProgressFn | None = None) -> Iterator[list[Completion]]:
+    def generate(self, prompts: Sequence[str], params: SamplingParams, progress: ProgressFn | None = None,
+                 seeds: Sequence[Sequence[int]] | None = None) -> Iterator[list[Completion]]:
+        """Completions of `prompts`; sample j of prompt i is a vLLM request of its own seeded with `seeds[i][j]`
+        (default: `sample_seed(params.seed, i, j)`, see `row_seeds`)."""
         if self._proc.poll() is not None:
             raise VLLMWorkerError("the vLLM engine is closed")
+        seeds = row_seeds(params, len(prompts), seeds)
         ids = [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts]
         self._send({"cmd": "generate", "prompts": ids, "params": {
             "n": params.n, "temperature": params.temperature, "top_k": max(params.top_k, 0),
             "top_p": params.top_p, "max_tokens": params.max_new_tokens, "seed": params.seed,
-            "stop_token_ids": self.stop_ids, "stop": list(params.stop)}})
+            "seeds": None if params.greedy else seeds, "stop_token_ids": self.stop_ids, "stop": list(params.stop)}})
         received: dict[int, list[Completion]] = {}
         done_prompts = 0
         while True:

@@ -10,7 +10,7 @@ the caller runs under (a Dagster run worker, pytest, a notebook).
 Protocol (one JSON object per line):
   -> {"cmd": "init", "model": path, "llm": {LLM kwargs}}
   <- {"event": "ready", "platform": "cpu"|"cuda"|..., "load_seconds": s}
-  -> {"cmd": "generate", "prompts": [[token ids], ...], "params": {...}}
+  -> {"cmd": "generate", "prompts": [[token ids], ...], "params": {..., "seeds": [[seed of each sample], ...]}}
   <- {"event": "completions", "items": [[prompt_index, sample_idx, text, n_tokens, finish_reason], ...]} ...
   <- {"event": "done", "seconds": s}
   -> {"cmd": "load", "model": path}      (another policy's weights, same architecture, in place)
@@ -35,7 +35,6 @@ class Worker:
     def __init__(self, out):
         self.out = out
         self.llm = None
-        self.per_request_seed = False
 
     def send(self, event: str, **fields) -> None:
         self.out.write(json.dumps({"event": event, **fields}) + "\n")
@@ -47,9 +46,6 @@ class Worker:
 
         t0 = time.perf_counter()
         self.llm = LLM(model=model, tokenizer=model, **llm)
-        # A per-request seed kills the CPU worker ("CPU Generator does not use offset"),
-        # so on CPU sampling is seeded once per engine (LLM(seed=...)).
-        self.per_request_seed = not current_platform.is_cpu()
         self.send("ready", platform=str(current_platform.device_type), load_seconds=time.perf_counter() - t0)
 
     def load(self, model: str) -> None:
@@ -62,45 +58,50 @@ class Worker:
         self.send("loaded", seconds=time.perf_counter() - t0)
 
     def generate(self, prompts: list[list[int]], params: dict) -> None:
-        """Run every prompt through the engine's step loop, streaming prompts back as they finish."""
+        """Run every sample through the engine's step loop, streaming samples back as they finish.
+
+        Each sample is a request of its own (n=1) seeded with its own seed (`params["seeds"][i][j]`
+        for sample j of prompt i), so what it draws does not depend on the other requests: the
+        same rows come out whichever subset of samples a call asks for (a resumed E-step). vLLM
+        runs n > 1 as n such requests anyway, and the prompt's KV blocks are shared through the
+        prefix cache."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import RequestOutputKind
 
         engine = self.llm.llm_engine
         t0 = time.perf_counter()
-        if not self.per_request_seed:
-            # The CPU sampler draws from torch's global generator: seed it per request batch, so what a
-            # call samples depends on its own seed, not on what the (reused) engine ran before.
-            import torch
-
-            torch.manual_seed(int(params["seed"]))
         n = int(params["n"])
+        greedy = params["temperature"] == 0
+        seeds = params.get("seeds")
+        if not greedy and seeds is None:
+            from restem_assets.generation import SamplingParams as Params, row_seeds
+
+            seeds = row_seeds(Params(n=n, seed=int(params["seed"])), len(prompts))
         stop_ids = set(params.get("stop_token_ids") or ())
-        common = dict(max_tokens=int(params["max_tokens"]), stop_token_ids=sorted(stop_ids) or None,
+        common = dict(n=1, max_tokens=int(params["max_tokens"]), stop_token_ids=sorted(stop_ids) or None,
                       stop=list(params.get("stop") or ()) or None, include_stop_str_in_output=True,
                       output_kind=RequestOutputKind.FINAL_ONLY, skip_special_tokens=True)
 
-        def sampling(i: int) -> SamplingParams:
-            if params["temperature"] == 0:
-                return SamplingParams(n=1, temperature=0.0, **common)
-            seed = params["seed"] * 1_000_003 + i if self.per_request_seed else None
-            return SamplingParams(n=n, temperature=params["temperature"], top_k=params["top_k"] or 0,
-                                  top_p=params["top_p"], seed=seed, **common)
+        def sampling(i: int, j: int) -> SamplingParams:
+            if greedy:
+                return SamplingParams(temperature=0.0, **common)
+            return SamplingParams(temperature=params["temperature"], top_k=params["top_k"] or 0,
+                                  top_p=params["top_p"], seed=int(seeds[i][j]), **common)
 
         # Requests are added a batch's worth at a time (not all at once) so the first
         # prompts finish, and stream back, early. Outputs carry the request id we gave.
-        waiting = deque(range(len(prompts)))
-        requests: dict[str, int] = {}  # our request id -> prompt index
-        max_active = max(1, engine.vllm_config.scheduler_config.max_num_seqs // n + 1)
+        waiting = deque((i, j) for i in range(len(prompts)) for j in range(n))
+        requests: dict[str, tuple[int, int]] = {}  # our request id -> (prompt index, sample index)
+        max_active = engine.vllm_config.scheduler_config.max_num_seqs + n
         pending: list[list] = []
         last_flush = time.perf_counter()
 
         def admit() -> None:
             while waiting and len(requests) < max_active:
-                i = waiting.popleft()
-                engine.add_request(f"prompt-{i}", TokensPrompt(prompt_token_ids=prompts[i]), sampling(i))
-                requests[f"prompt-{i}"] = i
+                i, j = waiting.popleft()
+                engine.add_request(f"prompt-{i}-{j}", TokensPrompt(prompt_token_ids=prompts[i]), sampling(i, j))
+                requests[f"prompt-{i}-{j}"] = (i, j)
 
         admit()
         while requests:
@@ -110,14 +111,14 @@ class Worker:
             for out in outputs:
                 if not out.finished or out.request_id not in requests:
                     continue
-                i = requests.pop(out.request_id)
-                for j, o in enumerate(sorted(out.outputs, key=lambda o: o.index)):
-                    ids = list(o.token_ids)
-                    # a stop *string* (stop_reason is that string) is kept, an end-of-turn token is not
-                    if (o.finish_reason == "stop" and ids and not isinstance(o.stop_reason, str)
-                            and (ids[-1] in stop_ids or o.stop_reason is None)):
-                        ids = ids[:-1]  # the end-of-turn token is not part of the completion
-                    pending.append([i, j, o.text, len(ids), "length" if o.finish_reason == "length" else "stop"])
+                i, j = requests.pop(out.request_id)
+                (o,) = out.outputs
+                ids = list(o.token_ids)
+                # a stop *string* (stop_reason is that string) is kept, an end-of-turn token is not
+                if (o.finish_reason == "stop" and ids and not isinstance(o.stop_reason, str)
+                        and (ids[-1] in stop_ids or o.stop_reason is None)):
+                    ids = ids[:-1]  # the end-of-turn token is not part of the completion
+                pending.append([i, j, o.text, len(ids), "length" if o.finish_reason == "length" else "stop"])
             admit()
             if pending and (not requests or time.perf_counter() - last_flush >= FLUSH_EVERY_S):
                 self.send("completions", items=pending)

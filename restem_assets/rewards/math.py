@@ -609,11 +609,17 @@ def score_math(completion: str, gold: str, question: str | None = None) -> Verdi
 
 @lru_cache(maxsize=1)
 def verifier_version() -> str:
-    """First 12 hex digits of sha256 over the grading code (this file, latex_boxed.py) and settings."""
+    """First 12 hex digits of sha256 over the grading code (this file, latex_boxed.py), the settings and
+    the installed versions of the packages that parse and compare answers (provenance.MATH_PACKAGES:
+    math-verify, latex2sympy2_extended, the ANTLR runtime, sympy, mpmath)."""
+    from restem_assets.rewards.provenance import MATH_PACKAGES, package_versions
+
     digest = hashlib.sha256()
     for source in (__file__, inspect.getsourcefile(last_boxed)):
         text = Path(source).read_text(encoding="utf-8").replace("\r\n", "\n")
         digest.update(text.encode("utf-8"))
         digest.update(b"\0")
     digest.update(f"MATH_VERIFY_TIMEOUT_S={MATH_VERIFY_TIMEOUT_S}".encode())
+    digest.update(b"\0")
+    digest.update(package_versions(MATH_PACKAGES).encode())
     return digest.hexdigest()[:12]

@@ -239,6 +239,32 @@ def _loss_history(trainer) -> list[dict[str, Any]]:
     ]
 
 
+TRAINER_DIR_PREFIX = "restem-trainer-"  # + the owning process id + a random part, in the temp directory
+
+
+def remove_dead_trainer_dirs(tmp: str | None = None) -> list[Path]:
+    """Delete the trainer's scratch directories whose process is gone (a fine-tune killed by SIGKILL or an
+    OOM cannot remove its own); each fine-tune calls this before it makes its own."""
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"{TRAINER_DIR_PREFIX}*"):
+        pid = path.name[len(TRAINER_DIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def load_dtype(settings: FinetuneSettings, bf16: bool):
     """The dtype the model is loaded in: float32 master weights, whatever the compute dtype, except
     LoRA's frozen base, which holds bf16 when computing in bf16 (it is never updated)."""
@@ -281,7 +307,8 @@ def finetune(init_model: str, records: list[dict], out_dir: Path, settings: Fine
     if not records:
         raise ValueError("no SFT records: nothing to fine-tune on")
     bf16 = settings.finetune_dtype in ("bf16", "bfloat16") or (settings.finetune_dtype == "auto" and _use_bf16())
-    work = Path(tempfile.mkdtemp(prefix="restem-trainer-"))
+    remove_dead_trainer_dirs()
+    work = Path(tempfile.mkdtemp(prefix=f"{TRAINER_DIR_PREFIX}{os.getpid()}-"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(init_model)
         if tokenizer.pad_token is None:

@@ -1,0 +1,69 @@
+"""The instance's dagster.yaml: restem keeps its own current, and never undoes a user's edit without a word."""
+
+from __future__ import annotations
+
+from dagster_project.instance import (DAGSTER_YAML, DAGSTER_YAML_BODY, persistent_instance, prepare_dagster_home,
+                                      written_by_restem)
+
+# The last dagster.yaml restem wrote before the sha256 stamp (commit 2405246), first line and all.
+OLD_MARKER = "# Written by restem."
+OLD_TEMPLATE = OLD_MARKER + DAGSTER_YAML_BODY.removeprefix("#")
+
+
+def test_a_new_home_gets_restems_stamped_file_and_no_note(tmp_path, capsys):
+    home = prepare_dagster_home(tmp_path / "home")
+    assert (home / "dagster.yaml").read_text() == DAGSTER_YAML and written_by_restem(DAGSTER_YAML)
+    prepare_dagster_home(home)
+    assert capsys.readouterr().err == ""
+
+
+def test_an_edit_of_restems_file_is_kept_and_said_once(tmp_path, capsys):
+    home = prepare_dagster_home(tmp_path / "home")
+    config = home / "dagster.yaml"
+    edited = config.read_text().replace("max_concurrent_runs: 1", "max_concurrent_runs: 4")
+    config.write_text(edited)
+    instance = persistent_instance(home)  # what `restem run` does on start
+    assert config.read_text() == edited
+    assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"keeping your {config}" in err and "sets every key" in err
+
+
+def test_the_issues_case_an_edited_file_under_the_old_marker_is_kept(tmp_path, capsys):
+    """Issue 23: `max_concurrent_runs: 4` under the old first line `# Written by restem.` was silently undone."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "dagster.yaml"
+    edited = OLD_TEMPLATE.replace("max_concurrent_runs: 1", "max_concurrent_runs: 4")
+    config.write_text(edited)
+    prepare_dagster_home(home)
+    assert config.read_text() == edited
+    assert "keeping your" in capsys.readouterr().err
+
+
+def test_an_unedited_old_version_of_restems_file_is_brought_up_to_date(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "dagster.yaml"
+    for old in (OLD_TEMPLATE,
+                "# Written by restem. One torch-heavy step at a time: two on 2 cores slow each other 3x.\n"
+                "concurrency:\n  pools:\n    default_limit: 1\n  runs:\n    max_concurrent_runs: 1\n"
+                "telemetry:\n  enabled: false\n"):
+        config.write_text(old)
+        prepare_dagster_home(home)
+        assert config.read_text() == DAGSTER_YAML
+    assert capsys.readouterr().err == ""
+
+
+def test_a_users_file_names_the_restem_defaults_it_lacks(tmp_path, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    config = home / "dagster.yaml"
+    mine = "concurrency:\n  runs:\n    max_concurrent_runs: 4\n"
+    config.write_text(mine)
+    persistent_instance(home)
+    assert config.read_text() == mine
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("restem: keeping your")
+    assert "concurrency.runs.tag_concurrency_limits" in lines[0] and "run_monitoring" in lines[0]
+    assert "max_concurrent_runs" not in lines[0]  # what the user set is not "lacking"
