@@ -39,6 +39,13 @@ concurrency:
 run_monitoring:
   enabled: true
   poll_interval_seconds: 30
+# Run retries on, retrying no run by default (max_retries: 0): a step whose policy's producer run is still
+# queued gives its run slot back by failing with dagster/max_retries set on its own run, and the daemon
+# re-queues it behind the producer (restem_assets/assets/policy_lineage.py, requeue_behind). Waiting in
+# the run instead deadlocks a backfill under any finite run concurrency (issue 23).
+run_retries:
+  enabled: true
+  max_retries: 0
 telemetry:
   enabled: false
 """

@@ -161,13 +161,13 @@ def _row(exp: Experiment, created_at: dt.datetime) -> dict[str, Any]:
 
 
 def _own_settings(name: str, old: Experiment) -> str:
-    """The command that runs experiment `name` with its recorded settings."""
+    """The flags that run experiment `name` with its recorded settings."""
     if name != DEFAULT_EXPERIMENT:  # a named experiment's later commands take its recorded profile and overrides
-        return f"`restem run --experiment {name}` with no --set"
+        return f"`--experiment {name}` with no --set"
     recorded = identity(old.overrides)
     sets = [f"--set {resource}.{field}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
             for resource in IDENTITY_RESOURCES for field, value in sorted(recorded[resource].items())]
-    return f"`restem run {' '.join([f'--profile {old.profile}', *sets])}`"
+    return f"`{' '.join([f'--profile {old.profile}', *sets])}`"
 
 
 def register(store: ParquetStore, exp: Experiment, replace: bool = False) -> Experiment:

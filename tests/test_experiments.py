@@ -69,7 +69,7 @@ def test_the_default_experiment_is_refused_another_configuration_too(tmp_path):
         register(store, Experiment("default", "tiny", {"task": {"train_size": 24}}, resolved_config(bigger)))
     message = str(refused.value)
     assert "\n" not in message and "task.train_size: 6 -> 24" in message
-    assert "`restem run --profile tiny`" in message  # how to run it with its own settings
+    assert "its own settings (`--profile tiny`)" in message
     for way_out in ("--experiment NAME", "--data-root", "--force"):
         assert way_out in message
     assert read_registry(store)["default"].config["task"]["train_size"] == 6
@@ -80,7 +80,7 @@ def test_the_refusal_names_the_recorded_settings_of_the_default_experiment(tmp_p
     k4 = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 4, "target_iterations": 3}})
     register(store, Experiment("default", "tiny", {"rest": {"samples_per_problem": 4, "target_iterations": 3}},
                                resolved_config(k4)))
-    with pytest.raises(ExperimentConfigError, match=r"`restem run --profile tiny --set rest.samples_per_problem=4`"):
+    with pytest.raises(ExperimentConfigError, match=r"its own settings \(`--profile tiny --set rest.samples_per_problem=4`\)"):
         register(store, Experiment("default", "tiny", {}, resolved_config(build_resources(Settings(profile="tiny")))))
 
 

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from dagster_project.instance import (DAGSTER_YAML, DAGSTER_YAML_BODY, persistent_instance, prepare_dagster_home,
-                                      written_by_restem)
+from dagster_project.instance import DAGSTER_YAML, persistent_instance, prepare_dagster_home, written_by_restem
 
 # The last dagster.yaml restem wrote before the sha256 stamp (commit 2405246), first line and all.
-OLD_MARKER = "# Written by restem."
-OLD_TEMPLATE = OLD_MARKER + DAGSTER_YAML_BODY.removeprefix("#")
+OLD_TEMPLATE = """\
+# Written by restem. One torch-heavy step at a time: two at once on a small CPU host slow each other down.
+# Never two runs of the same partition at once (whatever max_concurrent_runs says); the assets
+# also lock their partition, so this holds for runs this queue does not see (the restem CLI).
+# Run monitoring fails runs whose worker process died, freeing their pool slots.
+concurrency:
+  pools:
+    default_limit: 1
+  runs:
+    max_concurrent_runs: 1
+    tag_concurrency_limits:
+      - key: dagster/partition
+        limit: 1
+        value:
+          applyLimitPerUniqueValue: true
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+telemetry:
+  enabled: false
+"""
 
 
 def test_a_new_home_gets_restems_stamped_file_and_no_note(tmp_path, capsys):

@@ -16,16 +16,15 @@ import pytest
 from restem_assets.generation import SamplingParams, row_seeds, sample_seed, vllm_available
 from restem_assets.tasks.prompts import build_messages
 
-QUESTIONS = ["12 + 7 - 5 =", "3 + 9 + 14 =", "40 - 17 + 2 =", "8 + 8 - 3 =", "25 - 6 - 9 =", "31 + 4 - 12 ="]
+QUESTIONS = ["12 + 7 - 5 =", "3 + 9 + 14 =", "40 - 17 + 2 =", "25 - 6 - 9 ="]
 PROBLEMS = [{"problem_id": f"chain_sum/{i}", "task": "chain_sum",
              "question": f"State the final answer to the following arithmetic problem: {q}"}
             for i, q in enumerate(QUESTIONS)]
-K = 4
-ESTEP = SamplingParams(n=K, temperature=0.7, top_k=40, max_new_tokens=24, seed=3007)  # seed 7 + 1000 * iteration 3
-EVAL = SamplingParams(n=K, temperature=1.0, top_k=0, top_p=0.95, max_new_tokens=24, seed=14)  # top-p alone
-# what an interrupted step had finished: every sample of some problems, some samples of others, none of the rest
-DONE = {("chain_sum/0", k) for k in range(K)} | {("chain_sum/1", 0), ("chain_sum/1", 2), ("chain_sum/3", 1),
-                                                ("chain_sum/4", 0), ("chain_sum/4", 1), ("chain_sum/4", 3)}
+K = 3
+ESTEP = SamplingParams(n=K, temperature=0.7, top_k=40, max_new_tokens=16, seed=3007)  # seed 7 + 1000 * iteration 3
+EVAL = SamplingParams(n=K, temperature=1.0, top_k=0, top_p=0.95, max_new_tokens=16, seed=14)  # top-p alone
+# what an interrupted step had finished: every sample of one problem, some samples of others, none of one
+DONE = {("chain_sum/0", k) for k in range(K)} | {("chain_sum/1", 0), ("chain_sum/1", 2), ("chain_sum/3", 1)}
 
 
 def test_sample_seed_is_stable_and_tells_samples_apart():
@@ -65,8 +64,8 @@ def _sample(engine, params: SamplingParams, done=frozenset()) -> dict[tuple[str,
     return out
 
 
-def _assert_resume_matches(engine, params: SamplingParams) -> None:
-    full = _sample(engine, params)
+def _assert_resume_matches(engine, params: SamplingParams, full: dict | None = None) -> None:
+    full = full or _sample(engine, params)
     assert len(full) == len(PROBLEMS) * K
     # sampling is really random: the samples of a prompt are not one completion repeated
     assert len({full[(p["problem_id"], k)][0] for p in PROBLEMS for k in range(K)}) > len(PROBLEMS)
@@ -80,32 +79,42 @@ def _assert_resume_matches(engine, params: SamplingParams) -> None:
 def transformers_engine(model_path):
     from restem_assets.generation.transformers_engine import TransformersEngine
 
-    # 8 rows: two prompts' K samples at a time, so rows are admitted, retired and refilled mid-batch
-    return TransformersEngine(model_path, batch_size=8)
+    # 6 rows: two prompts' K samples at a time, so rows are admitted, retired and refilled mid-batch
+    return TransformersEngine(model_path, batch_size=2 * K)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(transformers_engine) -> dict:
+    """The E-step's samples, all of them in one call."""
+    return _sample(transformers_engine, ESTEP)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("params", [ESTEP, EVAL], ids=["top_k", "top_p"])
-def test_transformers_engine_resumed_samples_match_uninterrupted(transformers_engine, params):
-    _assert_resume_matches(transformers_engine, params)
+def test_transformers_engine_resumed_samples_match_uninterrupted(transformers_engine, uninterrupted):
+    _assert_resume_matches(transformers_engine, ESTEP, uninterrupted)
 
 
 @pytest.mark.slow
-def test_transformers_engine_batch_size_changes_no_sample(transformers_engine, model_path):
+def test_transformers_engine_resumed_samples_match_uninterrupted_with_top_p(transformers_engine):
+    """Top-p alone: the candidate list a row draws from (its noise's width) is decided row by row."""
+    _assert_resume_matches(transformers_engine, EVAL)
+
+
+@pytest.mark.slow
+def test_transformers_engine_batch_size_changes_no_sample(model_path, uninterrupted):
     """A row's completion does not depend on how many rows share its batch."""
     from restem_assets.generation.transformers_engine import TransformersEngine
 
-    wide = TransformersEngine(model_path, batch_size=256)
-    assert _sample(wide, ESTEP) == _sample(transformers_engine, ESTEP)
+    assert _sample(TransformersEngine(model_path, batch_size=256), ESTEP) == uninterrupted
 
 
 @pytest.mark.slow
 def test_resumed_e_step_rows_match_uninterrupted(transformers_engine, model_path):
-    """Through the E-step's own `generate_rows` with `done=` (the resume after a kill -9)."""
+    """Through the E-step's own `generate_rows`, uninterrupted and resumed with `done=` (after a kill -9)."""
     from restem_assets.generation.sampling import generate_rows
     from restem_assets.models.policies import Policy
 
-    policy = Policy("iteration=2", model_path, "v0")
+    policy = Policy("iteration=3", model_path, "v0")
     prompts = [transformers_engine.render_prompt(build_messages(p)) for p in PROBLEMS]
 
     def rows(done=frozenset()):

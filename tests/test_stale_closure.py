@@ -36,13 +36,16 @@ def stand_ins(prefix: tuple[str, ...]) -> dg.Definitions:
     def base_model(context):
         report_policy(context, 0, "/models/base", version="base")
 
+    def evaluation(context):  # what the loop reads to call a policy evaluated
+        context.add_output_metadata({"greedy_pass_at_1": 0.5})
+
     def finetune(context):  # a new model per run, as a real fine-tune (another learning rate, say) gives
         report_policy(context, int(context.partition_key), f"/models/{context.run.run_id}", version=context.run.run_id)
 
     policy = dg.AssetSpec("policy", partitions_def=real.get(dg.AssetKey("policy")).partitions_def)
     assets = [policy, stand_in("problems"), stand_in("base_model", base_model),
               stand_in("samples"), stand_in("rewards"), stand_in("sft_set"), stand_in("finetune", finetune),
-              stand_in("evaluation")]
+              stand_in("evaluation", evaluation)]
     assets = prefix_assets(assets, prefix)
     return dg.Definitions(assets=assets, jobs=[
         dg.define_asset_job("setup", selection=[dg.AssetKey([*prefix, n]) for n in ("problems", "base_model")]),
@@ -63,6 +66,16 @@ class Loop:
             instance=self.instance, partition_key=step.partition, asset_selection=selection)
         assert result.success
 
+    def complete(self, iterations: int = 2) -> None:
+        """The whole loop to `iterations`, in the order `restem run` runs it."""
+        for _ in range(4 * iterations + 4):
+            step = next_step(self.state(), iterations, False)
+            if not isinstance(step, Step):
+                assert step.startswith("done") and self.state().stale == {}, step
+                return
+            self.run(step)
+        raise AssertionError("the loop did not finish")
+
     def state(self):
         return read_loop_state(self.instance, self.graph, self.prefix)
 
@@ -75,10 +88,7 @@ class Loop:
 def test_what_was_built_on_a_replaced_model_is_stale_at_any_distance(prefix):
     with dg.instance_for_test() as instance:
         loop = Loop(instance, prefix)
-        # the whole loop to 2 iterations, the way `restem run` orders it
-        while isinstance(step := next_step(loop.state(), 2, False), Step):
-            loop.run(step)
-        assert step.startswith("done") and loop.state().stale == {}
+        loop.complete()
 
         loop.run(Step("iteration", "1", ("finetune",)))  # a launchpad re-run of finetune[1]: a new policy[1]
 
@@ -107,8 +117,7 @@ def test_refreshing_the_stale_steps_keeps_the_new_model_and_leaves_nothing_stale
     and finetune[1] (the launchpad's run, what made them stale) is not redone."""
     with dg.instance_for_test() as instance:
         loop = Loop(instance, ())
-        while isinstance(step := next_step(loop.state(), 2, False), Step):
-            loop.run(step)
+        loop.complete()
         loop.run(Step("iteration", "1", ("finetune",)))
         finetunes_of_1 = loop.materializations("finetune", 1)
         ran = []
@@ -127,11 +136,11 @@ def test_redoing_part_of_an_iteration_makes_only_what_followed_it_stale():
     are in the closure; samples[2] itself, iteration 1 and evaluation[1] stay current."""
     with dg.instance_for_test() as instance:
         loop = Loop(instance, ())
-        while isinstance(step := next_step(loop.state(), 2, False), Step):
-            loop.run(step)
+        loop.complete()
         loop.run(Step("iteration", "2", ("samples",)))
         stale = loop.state().stale
         assert set(stale) == {("rewards", 2), ("sft_set", 2), ("finetune", 2), ("evaluation", 2)}
-        assert stale[("evaluation", 2)] == "built on stale policy[2] (root: samples[2] has a new data version)"
+        # the root as Dagster words it: an asset without a code version "has a new materialization"
+        assert stale[("evaluation", 2)] == "built on stale policy[2] (root: samples[2] has a new materialization)"
         assert next_step(loop.state(), 2, False, refresh_stale=True) == Step("iteration", "2", ("rewards", "sft_set",
                                                                                                 "finetune"))

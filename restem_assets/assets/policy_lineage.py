@@ -11,6 +11,8 @@ and read back under the data root of the step that reads it (`storage.shared_roo
 copied or moved with its instance uses its own models; see `models/policies.py`.
 """
 
+from datetime import datetime, timedelta, timezone
+from typing import NoReturn
 
 import dagster as dg
 
@@ -81,18 +83,67 @@ def report_policy(context: dg.AssetExecutionContext, iteration: int, path: str, 
     )
 
 
+# Dagster's run-retry tags (string values of MAX_RETRIES_TAG, RETRY_NUMBER_TAG, RETRY_ON_ASSET_OR_OP_FAILURE_TAG,
+# WILL_RETRY_TAG and AUTO_RETRY_RUN_ID_TAG in dagster/_core/storage/tags.py; the first three are documented,
+# user-editable run tags). tests/test_ordering.py compares them with Dagster's own.
+MAX_RETRIES_TAG = "dagster/max_retries"
+RETRY_NUMBER_TAG = "dagster/retry_number"
+RETRY_ON_FAILURE_TAG = "dagster/retry_on_asset_or_op_failure"
+WILL_RETRY_TAG = "dagster/will_retry"
+AUTO_RETRY_RUN_ID_TAG = "dagster/auto_retry_run_id"
+
+# A run in one of these holds a run slot: the run queue counts it against its limits (Dagster's private
+# ACTIVE_RUN_STATUSES; tests/test_ordering.py compares). A producer in any other unfinished status (NOT_STARTED,
+# QUEUED, SUSPENDED) holds none, and a step waiting in its own run for it may hold the very slot it needs.
+SLOT_HOLDING_STATUSES = tuple(s for s in dg.DagsterRunStatus if s.name in ("STARTING", "STARTED", "CANCELING"))
+# How often one run gives its slot back and is re-queued behind a producer before it fails for good.
+MAX_REQUEUES = 50
+# How long after it failed a run marked for an automatic retry still counts as the producer while the daemon
+# (which launches the retry within seconds) has not launched it yet.
+RETRY_LAUNCH_GRACE_S = 300
+
+
+def _awaiting_retry(record, now: float) -> bool:
+    """Whether the failed run of `record` is about to be re-queued by Dagster's automatic run retries: marked
+    `will_retry` (or, in the instant before Dagster marks it, carrying the retry tags `policy_when_ready` adds),
+    its retry not launched yet, and recently ended."""
+    run = record.dagster_run
+    if run.status != dg.DagsterRunStatus.FAILURE or AUTO_RETRY_RUN_ID_TAG in run.tags:
+        return False
+    will_retry = run.tags.get(WILL_RETRY_TAG)
+    if will_retry == "false" or (will_retry is None and run.tags.get(RETRY_ON_FAILURE_TAG) != "true"):
+        return False
+    ended = record.end_time or record.update_timestamp.timestamp()
+    return now - ended < RETRY_LAUNCH_GRACE_S
+
+
+def pending_producer(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None,
+                     prefix: Prefix = ()) -> dg.DagsterRun | None:
+    """A run that will (re)materialize policy[iteration] (of the experiment with key prefix `prefix`):
+    one queued or running, or one failed whose automatic retry Dagster is about to launch. A running one
+    (it holds its run slot) is preferred to a queued one, and that to one awaiting its retry."""
+    producer = key("base_model" if iteration == 0 else "finetune", prefix)
+
+    def produces(run: dg.DagsterRun) -> bool:
+        return (run.run_id != exclude_run_id and producer in (run.asset_selection or set())
+                and (iteration == 0 or run.tags.get("dagster/partition") == str(iteration)))
+
+    runs = [r for r in instance.get_runs(filters=dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES))) if produces(r)]
+    running = [r for r in runs if r.status in SLOT_HOLDING_STATUSES]
+    if running or runs:
+        return (running or runs)[0]
+    now = datetime.now(timezone.utc)
+    failed = instance.get_run_records(filters=dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.FAILURE], updated_after=now - timedelta(seconds=RETRY_LAUNCH_GRACE_S)))
+    return next((r.dagster_run for r in failed if produces(r.dagster_run) and _awaiting_retry(r, now.timestamp())),
+                None)
+
+
 def producer_in_flight(instance: dg.DagsterInstance, iteration: int, exclude_run_id: str | None = None,
                        prefix: Prefix = ()) -> str | None:
-    """The id of a queued or running run that will (re)materialize policy[iteration] (of the experiment
-    with key prefix `prefix`), if any."""
-    producer = key("base_model" if iteration == 0 else "finetune", prefix)
-    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(NOT_FINISHED_STATUSES)))
-    for run in runs:
-        if run.run_id == exclude_run_id or producer not in (run.asset_selection or set()):
-            continue
-        if iteration == 0 or run.tags.get("dagster/partition") == str(iteration):
-            return run.run_id
-    return None
+    """The id of the run `pending_producer` finds, if any."""
+    run = pending_producer(instance, iteration, exclude_run_id, prefix)
+    return run.run_id if run is not None else None
 
 
 def step_data_root(context: dg.AssetExecutionContext) -> str | None:
@@ -109,15 +160,85 @@ def require_policy(context: dg.AssetExecutionContext, iteration: int, wait_s: in
 
 def policy_when_ready(instance: dg.DagsterInstance, iteration: int, run_id: str | None, log=None,
                       wait_s: int = 30, prefix: Prefix = (), data_root: str | None = None) -> Policy:
-    """policy[iteration], waiting (the step is retried every `wait_s`, holding no pool slot) while a run
-    that will produce it is queued or running: a backfill over several iterations then runs them in
-    order whatever the instance's run concurrency."""
-    pending = producer_in_flight(instance, iteration, exclude_run_id=run_id, prefix=prefix)
-    if pending is not None:
+    """policy[iteration], once no run that will produce it is queued or running; a backfill over several
+    iterations (and one of `evaluation` beside it) then runs them in order whatever the instance's run
+    concurrency.
+
+    While the producer runs (it holds its own run slot and will finish), the step waits in its run: it is
+    retried every `wait_s`, holding no pool slot. While the producer is still queued (or awaiting its
+    automatic retry), waiting in the run could hold the very run slot the producer needs (the queue's
+    `max_concurrent_runs`, or its one-run-per-partition limit: evaluation[i] and finetune[i] share
+    partition i), so the run gives its slot back instead: see `requeue_behind`.
+
+    Only a run launched from a code location (the webserver, a sensor, a backfill) can be re-queued: a run
+    executed in-process (`execute_in_process`, the `restem` CLI's driver) has no origin to relaunch from,
+    and keeps waiting in place."""
+    producer = pending_producer(instance, iteration, exclude_run_id=run_id, prefix=prefix)
+    if producer is None:
+        return lookup_policy(instance, iteration, prefix, data_root)
+    if producer.status in SLOT_HOLDING_STATUSES:
         if log is not None:
-            log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, pending, wait_s)
+            log.info("policy[%d] is being produced by run %s: waiting %d s", iteration, producer.run_id, wait_s)
         raise dg.RetryRequested(max_retries=10_000, seconds_to_wait=wait_s)
-    return lookup_policy(instance, iteration, prefix, data_root)
+    run = instance.get_run_by_id(run_id) if run_id else None
+    if run is None or run.remote_job_origin is None:
+        if log is not None:
+            log.info("policy[%d] is produced by run %s, still %s; this run was not launched through the run "
+                     "queue, so it waits in place: %d s", iteration, producer.run_id, _state(producer), wait_s)
+        raise dg.RetryRequested(max_retries=10_000, seconds_to_wait=wait_s)
+    requeue_behind(instance, iteration, run, producer, log, prefix)
+
+
+def _state(run: dg.DagsterRun) -> str:
+    if run.status == dg.DagsterRunStatus.FAILURE:
+        return "waiting for its automatic retry"
+    return "suspended" if run.status == dg.DagsterRunStatus.SUSPENDED else "queued"
+
+
+def requeue_behind(instance: dg.DagsterInstance, iteration: int, run: dg.DagsterRun, producer: dg.DagsterRun,
+                   log=None, prefix: Prefix = ()) -> NoReturn:
+    """Fail the running step so that `run` gives its run slot back and Dagster's automatic run retries
+    re-queue it (FROM_FAILURE) behind `producer`, the queued run that will produce policy[iteration].
+
+    The run asks for exactly one more retry (`dagster/max_retries` = its retries so far + 1, on a step failure:
+    `dagster/retry_on_asset_or_op_failure`), so the instance's `run_retries` need `enabled: true` but no default
+    `max_retries` (restem's dagster.yaml: 0, only runs that ask are retried). An asset backfill waits for the
+    retry and counts its materializations. After MAX_REQUEUES re-queues the run fails for good."""
+    where = f" of experiment {prefix[0]!r}" if prefix else ""
+    what = f"policy[{iteration}]{where} is produced by run {producer.run_id}, still {_state(producer)}"
+    run_id = run.run_id
+    if not instance.run_retries_enabled:
+        raise dg.Failure(description=(
+            f"{what}: run {run_id} cannot wait for it here without holding a run slot it may need (a deadlock "
+            f"under any finite run concurrency), and this instance cannot re-queue it: enable run retries in "
+            f"$DAGSTER_HOME/dagster.yaml (`run_retries: {{enabled: true, max_retries: 0}}`, as restem's own "
+            f"dagster.yaml has; only runs that ask are then retried), restart the daemon, and re-execute "
+            f"this run"), allow_retries=False)
+    tags = run.tags
+    group = instance.get_run_group(run_id)  # this run, the run it re-executes and their other re-executions
+    requeues = max(_int(tags.get(RETRY_NUMBER_TAG)), len(group[1]) - 1 if group else 0)
+    if requeues >= MAX_REQUEUES:
+        instance.add_run_tags(run_id, {MAX_RETRIES_TAG: "0"})  # no further automatic retry
+        raise dg.Failure(description=(
+            f"{what}: run {run_id} has given its slot back and been re-queued {requeues} times waiting for it "
+            f"(limit {MAX_REQUEUES}); giving up. Look at why run {producer.run_id} does not start (the run "
+            f"queue's limits, other runs holding them), then re-execute this run"), allow_retries=False)
+    # Dagster retries a failed run while its run group (this run and its retries so far) has at most
+    # max_retries runs: requeues + 1 allows exactly one more.
+    instance.add_run_tags(run_id, {MAX_RETRIES_TAG: str(max(requeues + 1, _int(tags.get(MAX_RETRIES_TAG)))),
+                                   RETRY_ON_FAILURE_TAG: "true"})
+    message = (f"{what}: this run gives up its slot and Dagster re-queues it behind run {producer.run_id} "
+               f"(re-queue {requeues + 1} of at most {MAX_REQUEUES})")
+    if log is not None:
+        log.warning(message)
+    raise dg.Failure(description=message, allow_retries=False)
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 def lookup_policy(instance: dg.DagsterInstance, iteration: int, prefix: Prefix = (),
