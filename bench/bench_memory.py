@@ -44,7 +44,7 @@ class CannedEngine:
     def render_prompt(self, messages) -> str:
         return "\n".join(m["content"] for m in messages)
 
-    def generate(self, prompts, params, progress=None):
+    def generate(self, prompts, params, progress=None, seeds=None):
         for start in range(0, len(prompts), CHUNK_PROMPTS):
             chunk = []
             for i in range(start, min(len(prompts), start + CHUNK_PROMPTS)):

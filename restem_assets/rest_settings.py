@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from restem_assets.generation import SamplingParams
+from restem_assets.generation import SamplingParams, sample_seed
 from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.setting_field import setting
 from restem_assets.training.finetune import FinetuneSettings
@@ -100,8 +100,11 @@ class ReSTSettings(FinetuneSettings):
         return FinetuneSettings(**{**own, "seed": self.seed + iteration})
 
     def estep_params(self, iteration: int) -> SamplingParams:
+        """The E-step's sampling; its seed is the experiment's seed and the iteration (each sample's own seed
+        adds its problem_id and sample_idx: generation/sampling.generate_rows)."""
         return SamplingParams(n=self.samples_per_problem, temperature=self.temperature, top_k=self.top_k,
-                              top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=self.seed + 1000 * iteration)
+                              top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                              seed=sample_seed(self.seed, "estep", iteration))
 
     def greedy_params(self) -> SamplingParams:
         return SamplingParams(n=1, temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=self.eval_max_new_tokens,
@@ -113,7 +116,7 @@ class ReSTSettings(FinetuneSettings):
 
     def eval_sampling_params(self) -> SamplingParams:
         return SamplingParams(n=self.eval_samples, temperature=self.eval_temperature, top_k=0, top_p=self.eval_top_p,
-                              max_new_tokens=self.eval_max_new_tokens, seed=self.seed + 7)
+                              max_new_tokens=self.eval_max_new_tokens, seed=sample_seed(self.seed, "evaluation"))
 
     def planned_tokens(self, train_size: int | None, test_size: int | None) -> int:
         """Tokens the whole loop is expected to generate (every E-step and evaluation, the base evaluation

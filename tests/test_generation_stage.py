@@ -32,7 +32,7 @@ class ScriptedEngine:
     def render_prompt(self, messages) -> str:
         return messages[-1]["content"]
 
-    def generate(self, prompts, params, progress=None):
+    def generate(self, prompts, params, progress=None, seeds=None):
         for i in range(len(prompts)):
             if self.fail_after is not None and self.prompts >= self.fail_after:
                 raise RuntimeError("killed mid-stage")

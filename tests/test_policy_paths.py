@@ -45,7 +45,7 @@ class ScriptedEngine:
     def render_prompt(self, messages) -> str:
         return messages[-1]["content"]
 
-    def generate(self, prompts, params, progress=None):
+    def generate(self, prompts, params, progress=None, seeds=None):
         for i in range(len(prompts)):
             yield [Completion(i, k, "Answer: 1", 3, "stop") for k in range(params.n)]
 

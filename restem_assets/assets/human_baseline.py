@@ -37,7 +37,7 @@ def human_baseline(context: dg.AssetExecutionContext, storage: StorageResource, 
     by_id = {p["problem_id"]: p for p in problems}
     test = [p for p in problems if p["split"] == "test"]
     rows = human_sft_rows(problems, n_examples, seed=rest.seed)
-    base = lookup_policy(context.instance, 0, prefix_of(context))
+    base = lookup_policy(context.instance, 0, prefix_of(context), data_root=storage.shared_root())
     settings = rest.finetune_settings(it)
     tuner = FinetuneStage(context, storage, rest)
     version = context.run.run_id.split("-")[0]

@@ -27,7 +27,7 @@ class SamplingParams:
     top_k: int = 40  # 0 or -1: disabled
     top_p: float = 1.0
     max_new_tokens: int = 256
-    seed: int = 0
+    seed: int = 0  # the step's seed; each sample draws with a seed of its own derived from it (`row_seeds`)
     # A completion ends right after the first of these strings (kept in its text), as after end-of-turn.
     stop: tuple[str, ...] = ()
 

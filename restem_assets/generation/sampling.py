@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams
+from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams, sample_seed
 from restem_assets.generation.engine_pool import expected_tokens
 from restem_assets.models.policies import Policy
 from restem_assets.reporting.costs import StageMeter
@@ -89,9 +89,12 @@ def generate_rows(
     """SAMPLES rows chunk by chunk, `params.n` per problem, for prompts from `render_prompts`.
 
     `(problem_id, sample_idx)` pairs in `done` (finished before a crash) are not generated
-    again: problems missing m of their n samples are sampled m times (grouped by m, each
-    group with its own seed) and the new completions take the missing indices. The prompt
-    format's stop strings (`prompts.stop_strings`: a code answer ends with its block) are added.
+    again: problems missing m of their n samples are sampled m times (grouped by m) and the
+    new completions take the missing indices. Every sample is seeded by what it is,
+    `sample_seed(params.seed, problem_id, sample_idx)` (params.seed: the experiment's seed and
+    iteration), so a resumed step regenerates exactly the rows an uninterrupted one would have
+    on the same engine and dtype. The prompt format's stop strings (`prompts.stop_strings`: a
+    code answer ends with its block) are added.
     """
     params = replace(params, stop=tuple(dict.fromkeys(params.stop + stop_strings(problems))))
     todo = missing_samples(problems, params.n, done)
@@ -99,8 +102,9 @@ def generate_rows(
     for i, missing in todo.items():
         groups.setdefault(len(missing), []).append(i)
     for m, positions in sorted(groups.items(), reverse=True):
-        group_params = params if m == params.n else replace(params, n=m, seed=params.seed + 7919 * (params.n - m))
-        for chunk in engine.generate([prompts[i] for i in positions], group_params, progress=progress):
+        group_params = params if m == params.n else replace(params, n=m)
+        seeds = [[sample_seed(params.seed, problems[i]["problem_id"], k) for k in todo[i]] for i in positions]
+        for chunk in engine.generate([prompts[i] for i in positions], group_params, progress=progress, seeds=seeds):
             rows = []
             for c in chunk:
                 i = positions[c.prompt_index]

@@ -49,7 +49,8 @@ Normalization (applied to both the prediction and the gold answer):
 * `x = 5` -> `5` when the right side is a plain number.
 
 The grading code's identity is `VERIFIER_NAME` plus `verifier_version()`, a hash of this file,
-latex_boxed.py and the settings, stored with every reward so a change of rules is visible.
+latex_boxed.py, the settings and the installed versions of the packages grading goes through
+(math-verify, latex2sympy2_extended, antlr4, sympy, mpmath), stored with every reward so a change of rules is visible.
 """
 
 from __future__ import annotations

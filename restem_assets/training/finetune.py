@@ -55,7 +55,8 @@ class FinetuneSettings:
     lora_rank: int = setting(16, "LoRA rank (finetune_method='lora')")
     finetune_dtype: str = setting("auto", "compute dtype: 'auto' (bf16 where the CPU or GPU has it), 'fp32' or "
                                            "'bf16'; the weights the optimizer updates are float32 either way")
-    seed: int = setting(0, "the experiment's seed (iteration i samples with seed + 1000 i, fine-tunes with seed + i)")
+    seed: int = setting(0, "the experiment's seed: sample k of problem p in iteration i is seeded by "
+                           "(seed, i, p, k); iteration i fine-tunes with seed + i")
     finetune_max_length: int = setting(1024, "longest prompt + completion trained on, in tokens")
     # run the prompt prefix all examples of a batch share once per batch (restem_assets/generation/shared_prefix.py);
     # same loss and gradients, a fraction of the compute when prompts share a long system + exemplar prefix
