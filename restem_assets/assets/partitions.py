@@ -6,8 +6,9 @@ and refuses cycles between asset keys). Static keys also need no instance state,
 iteration up to the cap exists without a restart or an environment change. The paper stops
 at 2-3 iterations (gains vanish, overfitting grows), so 50 is far beyond any useful run.
 The policy (and its evaluation) has one more key, "0": the base model. Ordering across
-iterations in a backfill comes from `require_policy` (assets/policy.py): a step waits while
-the run that produces its policy is queued or running. See ARCHITECTURE.md.
+iterations in a backfill comes from `require_policy` (assets/policy_lineage.py): a step waits
+in its run while the run that produces its policy is running, and gives its run slot back (Dagster
+re-queues it behind the producer) while that run is still queued. See ARCHITECTURE.md.
 """
 
 from __future__ import annotations
