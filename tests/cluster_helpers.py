@@ -25,6 +25,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def server_up(port: int) -> bool:
+    """Whether a Dagster webserver answers on localhost:`port`."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def dagster_dev(log_path: Path, env: dict, startup_s: float = 180):
+    """`dagster dev` (webserver + daemon) from the project root with `env`, its output in `log_path`; yields its
+    port once /server_info answers, and stops the whole process group on exit."""
+    from tests.e2e_helpers import wait_for
+
+    port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=Path(__file__).resolve().parent.parent, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: proc.poll() is not None or server_up(port), startup_s, "the webserver", interval=2.0)
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            yield port
+        finally:
+            _stop_group(proc, grace_s=60)
+
+
 def _stop_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -10,41 +10,22 @@ RESTEM_BACKFILL_DEADLINE_S overrides the 20-minute deadline (e.g. a short one to
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from dagster_project.instance import DAGSTER_YAML
+from tests.cluster_helpers import dagster_dev
 from tests.e2e_helpers import wait_for
 
 pytestmark = pytest.mark.slow
-PROJECT = Path(__file__).resolve().parent.parent
 ITERATION_ASSETS = ["samples", "rewards", "sft_set", "finetune"]
 PARTITIONS = ["1", "2"]
 DEADLINE_S = float(os.environ.get("RESTEM_BACKFILL_DEADLINE_S", 20 * 60))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_up(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
@@ -126,26 +107,13 @@ def webserver(tmp_path, model_path):
     config = DAGSTER_YAML.replace("max_concurrent_runs: 1\n", "max_concurrent_runs: 4\n")
     assert config != DAGSTER_YAML and "run_retries:\n  enabled: true\n  max_retries: 0\n" in config
     (home / "dagster.yaml").write_text(config)
-    port = free_port()
     # tiny_easy: the tiny profile on one-digit sums, so that every iteration's SFT set has examples
     # (an empty one stops its fine-tune, a blocking check) and both iterations can complete.
     env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_DATA_ROOT=str(tmp_path / "data"),
                RESTEM_BASE_MODEL=model_path, RESTEM_PROFILE="tiny_easy", RESTEM_ENGINE="transformers",
                HF_HUB_OFFLINE="1")
-    log = open(tmp_path / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: proc.poll() is not None or server_up(port), 300, "the webserver", interval=2.0)
-        assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+    with dagster_dev(tmp_path / "dagster_dev.log", env, startup_s=300) as port:
         yield port, home
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_iteration_and_evaluation_backfills_launched_together_both_complete_in_order(webserver):

@@ -2,13 +2,7 @@
 iteration through the GraphQL API and find its materializations recorded in the instance."""
 
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -16,24 +10,10 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
 from dagster_project.instance import prepare_dagster_home
 from restem_assets.generation import resolve_engine_kind
+from tests.cluster_helpers import dagster_dev
 from tests.e2e_helpers import EASY_CHAIN_SUM, wait_for
 
 pytestmark = pytest.mark.slow
-PROJECT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def server_up(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> str:
@@ -47,23 +27,10 @@ def wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float) -> s
 @pytest.fixture
 def webserver(tmp_path, model_path):
     home = prepare_dagster_home(tmp_path / "dagster_home")
-    port = free_port()
     env = dict(os.environ, DAGSTER_HOME=str(home), RESTEM_DATA_ROOT=str(tmp_path / "data"),
                RESTEM_BASE_MODEL=model_path, RESTEM_PROFILE="tiny", HF_HUB_OFFLINE="1")
-    log = open(tmp_path / "dagster_dev.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for(lambda: proc.poll() is not None or server_up(port), 180, "the webserver", interval=2.0)
-        assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+    with dagster_dev(tmp_path / "dagster_dev.log", env) as port:
         yield port, home, tmp_path / "data"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_launch_iteration_through_graphql(webserver):
