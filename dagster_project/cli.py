@@ -60,8 +60,9 @@ def _root_cause(result) -> str:
         if error is None or (event.step_key is None and lines):
             continue
         message = (error.message.strip().splitlines() or [""])[0].strip()  # the statement, not a log tail
-        if message.startswith(f"{error.cls_name}:"):
-            message = message[len(error.cls_name) + 1:].strip()
+        qualified, sep, rest = message.partition(": ")
+        if sep and qualified.rsplit(".", 1)[-1] == error.cls_name:  # "pkg.mod.Error: text" says the type twice
+            message = rest.strip()
         line = f"{event.step_key}: {error.cls_name}: {message}" if event.step_key else f"{error.cls_name}: {message}"
         if line not in lines:
             lines.append(line)
@@ -357,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("estep", help="set-up plus the E-step of one iteration (samples, rewards, sft_set)")
     common(p)
     p.add_argument("--iteration", type=int, default=1)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="RESOURCE.FIELD=VALUE",
+                   help="change a setting (repeatable), as for `restem run`")
     p.set_defaults(func=cmd_estep)
 
     p = sub.add_parser("transfer", help="evaluate each evaluated policy on the transfer benchmarks (e.g. HumanEval)")
