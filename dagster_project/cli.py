@@ -159,7 +159,8 @@ def _register(args: argparse.Namespace, settings, defs, replace: bool = False) -
     """Record the experiment's resolved configuration, or refuse one that differs from its record (`default`
     included). `restem run --force` redoes everything with the new one instead: `cmd_run` replaces the record
     (`replace`) once that is done, so an interrupted --force leaves the old record and is refused again."""
-    from restem_assets.assets.resources import absolute_root, resolved_config
+    from restem_assets.assets.resources import resolved_config
+    from restem_assets.environment import absolute_root
     from restem_assets.experiments import Experiment, ExperimentConfigError, register
     from restem_assets.store.tables import ParquetStore
 

@@ -134,7 +134,9 @@ def parse(monkeypatch):
 
 @pytest.mark.parametrize("where,command", all_commands(), ids=lambda v: v if "restem" in v else None)
 def test_every_doc_command_parses(where, command, parse):
-    from restem_assets.assets.resources import PROFILES, Settings, build_resources
+    from restem_assets.assets.resources import build_resources
+    from restem_assets.environment import Settings
+    from restem_assets.profiles import PROFILES
     from restem_assets.experiments import parse_overrides
 
     name, args = parse(shlex.split(command)[1:])
@@ -174,7 +176,7 @@ def test_configuration_doc_lists_every_environment_variable():
 
 
 def test_configuration_doc_lists_every_profile():
-    from restem_assets.assets.resources import PROFILES
+    from restem_assets.profiles import PROFILES
 
     doc = (REPO / "docs" / "configuration.md").read_text()
     missing = [name for name in PROFILES if f"| `{name}` |" not in doc]

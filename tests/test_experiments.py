@@ -6,7 +6,8 @@ import dagster as dg
 import pytest
 
 from dagster_project.definitions import build_definitions
-from restem_assets.assets.resources import Settings, build_resources, resolved_config
+from restem_assets.assets.resources import build_resources, resolved_config
+from restem_assets.environment import Settings
 from restem_assets.experiments import (Experiment, ExperimentConfigError, check_name, experiment_root, key_prefix,
                                        parse_overrides, read_registry, register)
 from restem_assets.reporting.progress_report import analyses_chart_png, analyses_markdown, analysis_frames, progress_frame

@@ -202,7 +202,7 @@ def test_rerunning_an_iteration_makes_what_used_it_stale(tmp_path, model_path):
     from dagster_project.loop_state import read_loop_state
     from dagster_project.run_guard import process_tags
     from restem_assets.assets.policy_lineage import lookup_policy
-    from restem_assets.assets.resources import Settings
+    from restem_assets.environment import Settings
 
     instance = persistent_instance(loop.home)
     first = lookup_policy(instance, 1)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from restem_assets.assets.resources import RESOURCE_CLASSES, ConfigError, build_resources
+from restem_assets.assets.resources import RESOURCE_CLASSES, build_resources
 from restem_assets.environment import VARIABLES, Settings
-from restem_assets.profiles import PROFILES
+from restem_assets.profiles import PROFILES, ConfigError
 from restem_assets.rest_settings import ReSTSettings
 from restem_assets.tasks.spec import TaskSpec
 from restem_assets.training.finetune import FinetuneSettings

@@ -100,9 +100,10 @@ def metered(context: dg.AssetExecutionContext, store: ParquetStore, stage: str, 
 
 def loop_plan(store: ParquetStore, rest: ReSTResource) -> int:
     """The tokens the whole loop is expected to generate, from the problems' split sizes and `rest`."""
-    problems = read_problems(store) if store.exists("problems") else []
-    train = sum(p["split"] == "train" for p in problems)
-    return rest.settings().planned_tokens(train, len(problems) - train)
+    splits = store.read_table("problems", columns=["split"]).column("split").to_pylist() \
+        if store.exists("problems") else []
+    train = splits.count("train")
+    return rest.settings().planned_tokens(train, len(splits) - train)
 
 
 @contextmanager

@@ -29,8 +29,6 @@ from restem_assets.rest_settings import ReSTSettings
 from restem_assets.store.tables import DEFAULT_DATA_ROOT, ParquetStore
 from restem_assets.tasks.spec import TaskSpec
 
-__all__ = ["PROFILES", "ConfigError", "Settings", "absolute_root", "build_resources", "resolved_config"]
-
 
 def settings_resource(settings_cls: type, doc: str) -> type[dg.ConfigurableResource]:
     """A ConfigurableResource whose fields are `settings_cls`'s dataclass fields (type, default, help),
