@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup system model demo demo-code estep ui test test-fast bench gpu-tokenizer clean
+.PHONY: setup system model demo demo-code estep ui serve test test-fast bench gpu-tokenizer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ estep: model
 
 ui: setup
 	$(BIN)/restem ui
+
+serve: model
+	$(BIN)/restem serve
 
 test: model
 	$(BIN)/python -m pytest -q

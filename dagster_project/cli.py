@@ -308,15 +308,56 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from dagster_project.instance import prepare_dagster_home
+    """`dagster dev` (webserver and daemon) on a SQLite instance; on the shared PostgreSQL instance only a
+    webserver, since its daemon is `restem serve`'s (two daemons on one instance would both launch runs)."""
+    from dagster_project.instance import prepare_dagster_home, storage_kind
 
     settings = _settings(args)
     home = prepare_dagster_home(settings.dagster_home)
-    print(f"dagster dev with DAGSTER_HOME={home}", flush=True)
     env = {**os.environ, **settings.environ(), "DAGSTER_HOME": str(home)}
     # the dagster beside this interpreter: `make ui` runs restem from the venv without the venv on PATH
-    dagster = str(Path(sys.executable).with_name("dagster"))
+    bin_dir = Path(sys.executable).parent
+    if storage_kind((home / "dagster.yaml").read_text()) == "postgres":
+        print(f"dagster-webserver on the shared PostgreSQL instance, DAGSTER_HOME={home} (its daemon: restem serve)",
+              flush=True)
+        webserver = str(bin_dir / "dagster-webserver")
+        workspace = home / "workspace.yaml"
+        target = ["-w", str(workspace)] if workspace.is_file() else ["-m", "dagster_project.definitions"]
+        os.execve(webserver, [webserver, *target, "-h", args.host, "-p", str(args.port)], env)
+    print(f"dagster dev with DAGSTER_HOME={home}", flush=True)
+    dagster = str(bin_dir / "dagster")
     os.execve(dagster, [dagster, "dev", "--host", args.host, "--port", str(args.port)], env)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dagster_project.serve import serve
+
+    args.experiment = None  # every experiment is served; `--experiment` adds names to `args.experiments`
+    return serve(_settings(args), args.experiments, args.host, args.port, args.pg_dir)
+
+
+def cmd_migrate_instance(args: argparse.Namespace) -> int:
+    """Copy the history of the instance at --from into this command's instance (--dagster-home)."""
+    import dagster as dg
+
+    from dagster_project.instance import prepare_dagster_home
+    from dagster_project.migrate import copy_instance
+
+    source_home = Path(args.source).expanduser().resolve()
+    if not (source_home / "dagster.yaml").is_file() and not (source_home / "history").is_dir():
+        print(f"restem: {source_home} is not a Dagster instance (no dagster.yaml, no history/)", file=sys.stderr)
+        return 2
+    target_home = prepare_dagster_home(_settings(args).dagster_home)
+    if target_home == source_home:
+        print("restem: --from and --dagster-home are the same instance", file=sys.stderr)
+        return 2
+    source = dg.DagsterInstance.from_config(str(prepare_dagster_home(source_home)))
+    target = dg.DagsterInstance.from_config(str(target_home))
+    stats = copy_instance(source, target)
+    print(f"restem: copied {stats.runs} runs ({stats.events} events), {stats.backfills} backfills and "
+          f"{stats.instigators} sensor states from {source_home} to {target_home}"
+          + (f"; {stats.skipped_runs} runs were there already" if stats.skipped_runs else ""), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,7 +430,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
 
+    p = sub.add_parser("serve", help="the shared deployment: PostgreSQL, dagster-daemon and dagster-webserver, "
+                       "supervised (docs/deploy.md)")
+    p.add_argument("--profile", choices=sorted(PROFILES), metavar="PROFILE",
+                   help=f"{' | '.join(PROFILES)} (else $RESTEM_PROFILE, else default)")
+    p.add_argument("--data-root", help="where tables and models go (else $RESTEM_DATA_ROOT, else ./data)")
+    p.add_argument("--dagster-home", help="the shared instance's directory (else $DAGSTER_HOME, else ./data/dagster_home)")
+    p.add_argument("--experiment", dest="experiments", action="append", default=[], metavar="NAME",
+                   help="serve this experiment too (repeatable; default and the data root's registered ones always)")
+    p.add_argument("--host", default="127.0.0.1", help="webserver address (default 127.0.0.1: Dagster has no login)")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--pg-dir", default=None, help="the PostgreSQL cluster's directory (else $RESTEM_PG_DIR, else "
+                   "postgres/ beside DAGSTER_HOME)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate-instance", help="copy an instance's history (e.g. the SQLite one) into this one "
+                       "(e.g. the shared PostgreSQL one)")
+    common(p)
+    p.add_argument("--from", dest="source", required=True, metavar="DAGSTER_HOME",
+                   help="the instance directory to copy from")
+    p.set_defaults(func=cmd_migrate_instance)
+
     args = parser.parse_args(argv)
+    from dagster_project.instance import InstanceConfigError
+    from dagster_project.postgres_server import PostgresError
     from restem_assets.experiments import ExperimentConfigError
     from restem_assets.profiles import ConfigError
     from restem_assets.store.locks import LockHeldError
@@ -403,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     except LockHeldError as exc:
         print(f"restem: {exc}", file=sys.stderr)
         return 2
-    except (ExperimentConfigError, ConfigError) as exc:
+    except (ExperimentConfigError, ConfigError, InstanceConfigError, PostgresError) as exc:
         print(f"restem: {exc}", file=sys.stderr)
         return 2
 

@@ -48,3 +48,14 @@ def build_definitions(settings: Settings | None = None, overrides: dict | None =
 
 
 defs = build_definitions()
+
+
+def experiment_definitions(name: str) -> dg.Definitions:
+    """Experiment `name`'s Definitions with the environment's other settings (its recorded profile unless the
+    environment picks one): the code location `restem serve` gives each experiment (dagster_project/serve.py)."""
+    settings = Settings.from_env(experiment=name)
+    if name != DEFAULT_EXPERIMENT and "profile" not in Settings.environment_fields():
+        known = read_registry(ParquetStore(absolute_root(settings.data_root)))
+        if name in known:
+            settings = Settings.from_env(experiment=name, profile=known[name].profile)
+    return build_definitions(settings)

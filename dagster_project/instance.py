@@ -12,6 +12,7 @@ restem's settings it lacks.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -50,6 +51,24 @@ telemetry:
   enabled: false
 """
 
+# The shared deployment's instance storage (`restem serve`, docs/deploy.md): runs, event logs and schedules on
+# PostgreSQL. The one definition of these settings: deploy/ray/dagster.yaml and deploy/k8s/values.yaml carry
+# the same variables (tests/test_instance_yaml.py checks them against this block).
+POSTGRES_STORAGE = """\
+# Runs, event logs and schedules on PostgreSQL (dagster-postgres), shared by the webserver, the daemon,
+# every run and the restem CLI. The address and the login come from each process's environment (restem
+# serve keeps them in postgres.env beside this file, mode 0600): none is written here.
+storage:
+  postgres:
+    postgres_db:
+      hostname: {env: DAGSTER_PG_HOST}
+      port: {env: DAGSTER_PG_PORT}
+      username: {env: DAGSTER_PG_USER}
+      password: {env: DAGSTER_PG_PASSWORD}
+      db_name: {env: DAGSTER_PG_DB}
+"""
+STORAGE_KINDS = ("sqlite", "postgres")
+
 # First line of a file restem wrote: the sha256 of everything after it.
 _STAMP = re.compile(r"# Written by restem \(sha256:([0-9a-f]{64})\)[^\n]*\n")
 # Versions written before the stamp (first line `# Written by restem.`), by the sha256 of the whole file
@@ -70,7 +89,24 @@ def stamped(body: str) -> str:
     return f"# Written by restem (sha256:{_sha256(body)}); edit it and restem keeps your version.\n" + body
 
 
-DAGSTER_YAML = stamped(DAGSTER_YAML_BODY)
+def dagster_yaml(storage: str = "sqlite") -> str:
+    """restem's dagster.yaml: the SQLite files of DAGSTER_HOME (one host), or PostgreSQL (the shared deployment)."""
+    if storage not in STORAGE_KINDS:
+        raise ValueError(f"instance storage must be one of {STORAGE_KINDS}, got {storage!r}")
+    return stamped(DAGSTER_YAML_BODY + (POSTGRES_STORAGE if storage == "postgres" else ""))
+
+
+DAGSTER_YAML = dagster_yaml("sqlite")
+
+
+def storage_kind(text: str | None) -> str:
+    """Which storage a dagster.yaml text configures: 'postgres' or 'sqlite' (Dagster's default files)."""
+    try:
+        tree = yaml.safe_load(text or "") or {}
+    except yaml.YAMLError:
+        return "sqlite"
+    storage = tree.get("storage") if isinstance(tree, dict) else None
+    return "postgres" if isinstance(storage, dict) and "postgres" in storage else "sqlite"
 
 
 def written_by_restem(text: str) -> bool:
@@ -105,14 +141,16 @@ def missing_defaults(text: str) -> list[str]:
     return missing
 
 
-def write_dagster_yaml(config: Path) -> str | None:
-    """Write restem's dagster.yaml at `config` unless the user's own (or an edited one) is there.
+def write_dagster_yaml(config: Path, storage: str | None = None) -> str | None:
+    """Write restem's dagster.yaml at `config` unless the user's own (or an edited one) is there. `storage`:
+    'sqlite' or 'postgres'; None keeps what a file restem wrote there has (SQLite for a new one).
 
     Returns None, or the one line to tell the user when their file is kept."""
     text = config.read_text() if config.exists() else None
     if text is None or written_by_restem(text):
-        if text != DAGSTER_YAML:
-            config.write_text(DAGSTER_YAML)  # ours (or an older version of ours): kept current
+        want = dagster_yaml(storage or storage_kind(text))
+        if text != want:
+            config.write_text(want)  # ours (or an older version of ours): kept current
         return None
     missing = missing_defaults(text)
     lacks = (f"it lacks restem's defaults for {', '.join(missing)}" if missing
@@ -121,14 +159,38 @@ def write_dagster_yaml(config: Path) -> str | None:
             f"(restem's version: dagster_project/instance.py)")
 
 
-def prepare_dagster_home(home: str | Path | None = None) -> Path:
-    """Create DAGSTER_HOME with restem's dagster.yaml (a user's own or edited one is kept, and said so on stderr)."""
+def prepare_dagster_home(home: str | Path | None = None, storage: str | None = None) -> Path:
+    """Create DAGSTER_HOME with restem's dagster.yaml (a user's own or edited one is kept, and said so on stderr).
+    On a PostgreSQL instance, the connection variables this process lacks are taken from the postgres.env
+    `restem serve` keeps beside it, so every restem command (and what it starts) reaches the same database."""
     home = Path(home or DEFAULT_DAGSTER_HOME).expanduser().resolve()
     home.mkdir(parents=True, exist_ok=True)
-    note = write_dagster_yaml(home / "dagster.yaml")
+    note = write_dagster_yaml(home / "dagster.yaml", storage)
     if note:
         print(note, file=sys.stderr, flush=True)
+    if storage_kind((home / "dagster.yaml").read_text()) == "postgres":
+        require_postgres_env(home)
     return home
+
+
+def require_postgres_env(home: Path) -> dict[str, str]:
+    """Put the PostgreSQL instance's connection variables into this process's environment (from postgres.env
+    where the environment lacks them); a clear error naming what is missing."""
+    from dagster_project.postgres_server import ENV_FILE, PG_VARIABLES, connection_env
+
+    env = connection_env(home)
+    missing = [v for v in PG_VARIABLES if not env.get(v)]
+    if missing:
+        raise InstanceConfigError(
+            f"the Dagster instance at {home} stores on PostgreSQL but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set: export them, or start it with `restem serve "
+            f"--dagster-home {home}`, which keeps them in {home / ENV_FILE}")
+    os.environ.update(env)
+    return env
+
+
+class InstanceConfigError(RuntimeError):
+    """The instance cannot be opened as configured (said in one line: what is missing and where)."""
 
 
 def persistent_instance(home: str | Path | None = None) -> dg.DagsterInstance:

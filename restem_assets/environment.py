@@ -76,3 +76,20 @@ def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where converted models live: $RESTEM_CACHE_DIR, else ~/.cache/restem."""
     env = os.environ if environ is None else environ
     return Path(env.get(CACHE_VARIABLE) or Path.home() / ".cache" / "restem").expanduser()
+
+
+PG_DIR_VARIABLE = "RESTEM_PG_DIR"
+# The shared instance's PostgreSQL address and login (dagster.yaml names them: `{env: DAGSTER_PG_PASSWORD}`).
+PG_VARIABLES = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
+
+
+def postgres_dir(environ: Mapping[str, str] | None = None) -> str | None:
+    """Where `restem serve` keeps its PostgreSQL cluster: $RESTEM_PG_DIR (None: beside DAGSTER_HOME)."""
+    env = os.environ if environ is None else environ
+    return env.get(PG_DIR_VARIABLE) or None
+
+
+def postgres_login(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The DAGSTER_PG_* variables the environment sets."""
+    env = os.environ if environ is None else environ
+    return {var: env[var] for var in PG_VARIABLES if env.get(var)}

@@ -19,6 +19,7 @@ from typing import Any
 
 from restem_assets.generation import SamplingParams, sample_seed
 from restem_assets.generation.engine_pool import expected_tokens
+from restem_assets.generation.sampling_strategy import STRATEGIES, StrategySettings
 from restem_assets.setting_field import setting
 from restem_assets.training.finetune import FinetuneSettings
 
@@ -41,6 +42,20 @@ class ReSTSettings(FinetuneSettings):
     checkpoint_rows: int = setting(512, "sampled rows per crash-safe chunk (a re-run keeps finished chunks)")
     checkpoint_seconds: float = setting(30.0, "at most this long between crash-safe chunks")
     max_per_problem: int = setting(10, "cap on kept correct samples per problem (paper: 10)")
+    sampling: str = setting("fixed", "E-step strategy: 'fixed' (the paper's K per problem), 'uniform' or 'prop2diff' "
+                                     "(DART: rounds that give unsolved problems more tries; generation/sampling_strategy.py)")
+    sampling_budget_tokens: int = setting(0, "generated tokens per E-step for uniform/prop2diff (0: what fixed K "
+                                             "would spend, K x problems x round 0's mean completion length)")
+    round_samples: int = setting(1, "uniform/prop2diff: samples per problem per round")
+    target_correct: int = setting(2, "uniform: correct samples wanted per problem; prop2diff: wanted for a problem "
+                                     "never solved (scaled by its failure rate, at least 1)")
+    max_samples_per_problem: int = setting(32, "uniform/prop2diff: tries per problem at most (paper's K for math)")
+    hints: bool = setting(False, "problems uncovered by the self-generated rounds get up to hint_samples tries with "
+                                 "the gold answer shown (STaR rationalization); kept only if correct and unflagged "
+                                 "by the reward audit, trained without the hint, source='hinted'")
+    hint_samples: int = setting(2, "hinted tries per uncovered problem at most (one per hinted round)")
+    hint_budget_share: float = setting(0.5, "with hints: the share of the E-step's token budget kept for hinted "
+                                            "rounds (fixed then draws K x (1 - share) per problem)")
     audit_blocking: bool = setting(False, "a reward-audit finding on sft_set stops the chain (else: warn)")
     # M-step (the fine-tune's own fields come from FinetuneSettings)
     init_from: str = setting("base", "'base' (paper: each iteration fine-tunes the base model) or 'previous' "
@@ -69,6 +84,7 @@ class ReSTSettings(FinetuneSettings):
     def __post_init__(self):
         super().__post_init__()
         positive = ("samples_per_problem", "max_new_tokens", "checkpoint_rows", "max_per_problem", "eval_samples",
+                    "round_samples", "target_correct", "max_samples_per_problem", "hint_samples",
                     "eval_max_new_tokens", "transfer_max_new_tokens", "finetune_processes")
         for name in positive:
             value = getattr(self, name)
@@ -84,6 +100,12 @@ class ReSTSettings(FinetuneSettings):
             raise ValueError(f"rest.top_k must be an int >= -1 (0 or -1: off), got {self.top_k!r}")
         if not _finite(self.checkpoint_seconds) or self.checkpoint_seconds <= 0:
             raise ValueError(f"rest.checkpoint_seconds must be a number > 0, got {self.checkpoint_seconds!r}")
+        if self.sampling not in STRATEGIES:
+            raise ValueError(f"rest.sampling must be one of {STRATEGIES}, got {self.sampling!r}")
+        if not isinstance(self.sampling_budget_tokens, int) or self.sampling_budget_tokens < 0:
+            raise ValueError(f"rest.sampling_budget_tokens must be an int >= 0, got {self.sampling_budget_tokens!r}")
+        if not _finite(self.hint_budget_share) or not 0 <= self.hint_budget_share < 1:
+            raise ValueError(f"rest.hint_budget_share must be in [0, 1), got {self.hint_budget_share!r}")
         if self.init_from not in INIT_FROM:
             raise ValueError(f"rest.init_from must be one of {INIT_FROM}, got {self.init_from!r}")
         if self.finetune_launcher not in LAUNCHERS:
@@ -105,6 +127,14 @@ class ReSTSettings(FinetuneSettings):
         return SamplingParams(n=self.samples_per_problem, temperature=self.temperature, top_k=self.top_k,
                               top_p=self.top_p, max_new_tokens=self.max_new_tokens,
                               seed=sample_seed(self.seed, "estep", iteration))
+
+    def strategy_settings(self) -> StrategySettings:
+        """The E-step's sampling strategy (which problems get how many samples in each round)."""
+        return StrategySettings(strategy=self.sampling, samples_per_problem=self.samples_per_problem,
+                                round_samples=self.round_samples, target_correct=self.target_correct,
+                                max_samples_per_problem=self.max_samples_per_problem,
+                                budget_tokens=self.sampling_budget_tokens, hints=self.hints,
+                                hint_samples=self.hint_samples, hint_budget_share=self.hint_budget_share)
 
     def greedy_params(self) -> SamplingParams:
         return SamplingParams(n=1, temperature=0.0, top_k=0, top_p=1.0, max_new_tokens=self.eval_max_new_tokens,

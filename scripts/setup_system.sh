@@ -4,6 +4,8 @@
 #   util-linux: setpriv/unshare/prlimit (uid drop and net namespace when bwrap is unusable).
 #   procps:     kill(1), used to sweep a sandbox uid's leftover processes.
 #   libtcmalloc-minimal4: the allocator vLLM's CPU worker preloads (restem_assets/generation/vllm_engine.py).
+#   postgresql: the shared deployment's instance storage (`restem serve`, dagster_project/postgres_server.py);
+#               restem runs its own cluster from these binaries (port 5433), not Debian's system one.
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -15,6 +17,7 @@ need=()
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v kill >/dev/null 2>&1 || need+=(procps)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 
 export DEBIAN_FRONTEND=noninteractive
 if [ "${#need[@]}" -gt 0 ]; then

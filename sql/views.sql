@@ -101,6 +101,8 @@ CREATE OR REPLACE VIEW all_samples AS FROM query(CASE
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -123,6 +125,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -143,6 +147,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -163,6 +169,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0'
@@ -242,6 +250,7 @@ CREATE OR REPLACE VIEW all_sft_set AS FROM query(CASE
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -255,6 +264,7 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -266,6 +276,7 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -277,6 +288,7 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0'
@@ -370,6 +382,8 @@ CREATE OR REPLACE VIEW all_eval_samples AS FROM query(CASE
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -399,6 +413,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -426,6 +442,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -453,6 +471,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -689,6 +709,8 @@ CREATE OR REPLACE VIEW all_transfer_samples AS FROM query(CASE
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -718,6 +740,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -745,6 +769,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -772,6 +798,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -794,6 +822,7 @@ CREATE OR REPLACE VIEW all_human_sft_set AS FROM query(CASE
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -807,6 +836,7 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -818,6 +848,7 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0)
@@ -829,6 +860,7 @@ UNION ALL BY NAME
         NULL::VARCHAR AS "prompt",
         NULL::VARCHAR AS "completion",
         NULL::INTEGER AS "n_tokens",
+        NULL::VARCHAR AS "source",
         NULL::BIGINT AS "iteration",
         NULL::VARCHAR AS "experiment"
     LIMIT 0'
@@ -902,6 +934,8 @@ CREATE OR REPLACE VIEW all_human_eval_samples AS FROM query(CASE
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -931,6 +965,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -958,6 +994,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",
@@ -985,6 +1023,8 @@ UNION ALL BY NAME
         NULL::FLOAT AS "top_p",
         NULL::INTEGER AS "max_new_tokens",
         NULL::BIGINT AS "seed",
+        NULL::INTEGER AS "round",
+        NULL::VARCHAR AS "source",
         NULL::VARCHAR AS "extracted_answer",
         NULL::FLOAT AS "reward",
         NULL::VARCHAR AS "reason",

@@ -99,7 +99,8 @@ def test_docs_show_the_commands_the_readme_showed():
     """The commands a user runs are somewhere in README.md or docs/ (the ablation block, the code demo)."""
     commands = {command for _, command in all_commands()}
     for expected in (
-        ".venv/bin/restem run --experiment k4 --set rest.samples_per_problem=4 --iterations 2 --no-stop",
+        ".venv/bin/restem run --experiment prop2diff --set rest.sampling=prop2diff --set rest.hints=false --iterations 5",
+        ".venv/bin/restem sql coverage_per_round",
         ".venv/bin/restem sql compare_experiments",
         ".venv/bin/restem run --iterations 3 --profile ci",
         ".venv/bin/restem sql --list",

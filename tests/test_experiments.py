@@ -216,7 +216,8 @@ def test_human_baseline_row_and_intervals(tmp_path):
     root = str(tmp_path / "data")
     write_experiments(root)
     store = ParquetStore(root)
-    store.write_table("human_sft_set", [{"problem_id": p, "sample_idx": 0, "prompt": "Q", "completion": "A", "n_tokens": None}
+    store.write_table("human_sft_set", [{"problem_id": p, "sample_idx": 0, "prompt": "Q", "completion": "A", "n_tokens": None,
+                                         "source": "human"}
                                         for p in ("p1", "p2")], schemas.SFT_SET, iteration=1)
     store.write_table("human_evaluations", [
         {"problem_id": pid, "greedy_answer": "1", "greedy_correct": ok, "k": 4, "n_correct": n, "pass_at_1": n / 4,

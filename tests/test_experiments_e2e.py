@@ -1,4 +1,4 @@
-"""Two experiments side by side from the CLI, the human-data baseline and the analyses, end to end.
+"""The E-step strategy ablation from the CLI (six experiments), the human-data baseline and the analyses, end to end.
 
 The ablation commands of docs/experiments.md run as written (from the repository root, that file's own block), with
 the real embedded model on the `tiny_easy` profile, a persistent Dagster instance and a data root in
@@ -31,11 +31,16 @@ def doc_commands() -> list[str]:
     return [line for line in block.group(1).splitlines() if line.strip()]
 
 
+CONFIGS = ["uniform", "uniform_hints", "prop2diff", "prop2diff_hints", "fixed_hints", "fixed"]
+
+
 def test_doc_block_is_what_this_test_runs():
     commands = doc_commands()
-    assert commands[0].startswith(".venv/bin/restem run --experiment k4 ")
-    assert any("--human-baseline" in c for c in commands)
+    runs = [c for c in commands if c.startswith(".venv/bin/restem run ")]
+    assert [c.split("--experiment ")[1].split()[0] for c in runs] == CONFIGS
+    assert runs[-1].endswith("--human-baseline") and all("--iterations 5" in c for c in runs)
     assert ".venv/bin/restem sql compare_experiments" in commands
+    assert ".venv/bin/restem sql coverage_per_round" in commands
 
 
 def test_two_experiments_side_by_side_with_the_human_baseline(tmp_path, model_path):
@@ -55,64 +60,81 @@ def test_two_experiments_side_by_side_with_the_human_baseline(tmp_path, model_pa
 
     # each experiment's tables in its own namespace; the default experiment's untouched
     assert sorted(p.name for p in (data / "samples").iterdir()) == default_samples == ["iteration=1"]
-    for name in ("k4", "k8"):
-        assert sorted(p.name for p in (data / f"experiment={name}" / "samples").iterdir()) == ["iteration=1", "iteration=2"]
-        assert list((data / f"experiment={name}" / "models" / "iteration=2").glob("version=*/config.json"))
     con = analytics.connect(str(data))
-    # K=4 vs K=8 on the same 8 train problems
-    assert con.execute("SELECT experiment, iteration, count(*) FROM all_samples GROUP BY ALL ORDER BY 1, 2").fetchall() == [
-        ("default", 1, 16), ("k4", 1, 32), ("k4", 2, 32), ("k8", 1, 64), ("k8", 2, 64)]
-
     compare = analytics.run_query(str(data), "compare_experiments")
-    assert sorted(zip(compare["experiment"], compare["iteration"])) == [
-        ("default", 0), ("default", 1), ("k4", 0), ("k4", 1), ("k4", 2), ("k8", 0), ("k8", 1), ("k8", 2)]
-    ks = dict(zip(compare["experiment"], compare["samples_per_problem"]))
-    assert ks == {"default": 2, "k4": 4, "k8": 8}
+    iterations = {}
+    for exp, it in zip(compare["experiment"], compare["iteration"]):
+        iterations.setdefault(exp, []).append(it)
+    assert set(iterations) == {"default", *CONFIGS}
+    for name in CONFIGS:  # up to 5 iterations, stopping when validation stops improving
+        its = sorted(iterations[name])
+        assert its == list(range(len(its))) and 2 <= len(its) <= 6, (name, its)
+        assert sorted(p.name for p in (data / f"experiment={name}" / "samples").iterdir()) == [
+            f"iteration={i}" for i in its[1:]]
+    settings = {r[0]: r[1:] for r in compare.select("experiment", "sampling", "hints").unique().rows()}
+    assert settings["prop2diff_hints"] == ("prop2diff", True) and settings["fixed"] == ("fixed", False)
+    # rounds: fixed K is one round of 4 per problem; the DART strategies several rounds, equal budget
+    rounds = analytics.run_query(str(data), "coverage_per_round")
+    fixed = rounds.filter((rounds["experiment"] == "fixed") & (rounds["iteration"] == 1))
+    assert fixed.rows() and fixed["round"].to_list() == [0] and fixed["samples"][0] == 8 * 4
+    uniform = rounds.filter((rounds["experiment"] == "uniform") & (rounds["iteration"] == 1))
+    assert uniform["source"].unique().to_list() == ["self"] and uniform["round"].to_list()[0] == 0
+    assert uniform["problems_sampled"][0] == 8 and uniform["samples"][0] == 8 * 2
+    hinted = con.execute("SELECT count(*) FROM all_samples WHERE source = 'hinted' AND experiment NOT LIKE '%hints'"
+                         ).fetchone()[0]
+    assert hinted == 0
+    assert "source" in outputs[".venv/bin/restem sql audit_by_source"]
+    assert "tokens_so_far" in outputs[".venv/bin/restem sql coverage_per_round"]
+    keys = con.execute("SELECT count(*), count(DISTINCT (experiment, iteration, problem_id, sample_idx)) "
+                       "FROM all_samples").fetchone()
+    assert keys[0] == keys[1]
     out = outputs[".venv/bin/restem sql compare_experiments"]
-    assert "k4" in out and "k8" in out and "default" in out
+    assert "prop2diff" in out and "default" in out
 
-    # the human-data baseline: as many examples as k8's iteration-1 SFT set (at most one per train problem)
-    k8_sft = con.execute("SELECT count(*) FROM all_sft_set WHERE experiment = 'k8' AND iteration = 1").fetchone()[0]
+    # the human-data baseline: as many examples as fixed's iteration-1 SFT set (at most one per train problem)
+    fixed_sft = con.execute("SELECT count(*) FROM all_sft_set WHERE experiment = 'fixed' AND iteration = 1").fetchone()[0]
     human = con.execute("SELECT experiment, count(*) FROM all_human_sft_set GROUP BY ALL").fetchall()
-    assert human == [("k8", min(k8_sft, 8))]
-    assert con.execute("SELECT count(*) FROM all_human_evaluations WHERE experiment = 'k8'").fetchone() == (4,)
-    report = (data / "experiment=k8" / "reports" / "progress.md").read_text()
+    assert human == [("fixed", min(fixed_sft, 8))]
+    assert con.execute("SELECT count(*) FROM all_human_evaluations WHERE experiment = 'fixed'").fetchone() == (4,)
+    report = (data / "experiment=fixed" / "reports" / "progress.md").read_text()
     assert "| human data |" in report and "Human-data baseline" in report
-    assert "Experiments side by side" in report and "| 2 | k4 | 4 |" in report
+    assert "Experiments side by side" in report and "| 1 | prop2diff | prop2diff |" in report
+    assert "vs human data" in report and "every experiment" in report
     assert "Per-problem learning" in report and "Greedy pass@1 by difficulty" in report and "Cost per iteration" in report
+    assert (data / "experiment=fixed" / "reports" / "progress.png").stat().st_size > 10_000
     assert "newly_solved" in outputs[".venv/bin/restem sql problem_learning"]
     assert "base_success_rate" in outputs[".venv/bin/restem sql difficulty_buckets"]
 
     # cost: every stage of every iteration, priced at 0.05 per CPU hour
     cost = analytics.run_query(str(data), "cost_per_iteration", cpu_hour_price=0.05)
-    k8 = cost.filter(cost["experiment"] == "k8")
-    assert set(k8.filter(k8["iteration"] == 1)["stage"]) == {"samples", "rewards", "sft_set", "finetune", "evaluation",
+    fixed_cost = cost.filter(cost["experiment"] == "fixed")
+    assert set(fixed_cost.filter(fixed_cost["iteration"] == 1)["stage"]) == {"samples", "rewards", "sft_set", "finetune", "evaluation",
                                                             "human_finetune", "human_evaluation", "all"}
-    total = k8.filter((k8["iteration"] == 1) & (k8["stage"] == "all")).row(0, named=True)
+    total = fixed_cost.filter((fixed_cost["iteration"] == 1) & (fixed_cost["stage"] == "all")).row(0, named=True)
     assert total["cpu_seconds"] > 0 and total["generated_tokens"] > 0 and total["prompt_tokens"] > 0
     assert total["cost"] == pytest.approx(total["cpu_seconds"] / 3600 * 0.05)
 
     # one instance holds every experiment's materializations, each under its own keys
     instance = dg.DagsterInstance.from_config(str(home))
-    for prefix in ([], ["k4"], ["k8"]):
+    for prefix in ([], *([c] for c in CONFIGS)):
         assert "1" in instance.get_materialized_partitions(dg.AssetKey([*prefix, "finetune"]))
     assert instance.get_materialized_partitions(dg.AssetKey("finetune")) == {"1"}
-    assert instance.get_latest_materialization_event(dg.AssetKey(["k8", "human_baseline"])) is not None
+    assert instance.get_latest_materialization_event(dg.AssetKey(["fixed", "human_baseline"])) is not None
 
     # what the asset page plots per partition: numeric pass@1 / pass@k / maj@k and the fine-tune's loss
     def metadata(name: str, partition: str) -> dict:
         records = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(["k8", name]), asset_partitions=[partition]), limit=1).records
+            asset_key=dg.AssetKey(["fixed", name]), asset_partitions=[partition]), limit=1).records
         return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
 
-    for p in ("0", "1", "2"):
+    for p in ("0", "1"):
         assert all(isinstance(metadata("evaluation", p)[k], float) for k in ("greedy_pass_at_1", "pass_at_k", "maj_at_k"))
-    assert all(isinstance(metadata("finetune", p)["final_loss"], float) for p in ("1", "2"))
+    assert isinstance(metadata("finetune", "1")["final_loss"], float)
 
     # a named experiment keeps its configuration: asking for another K is refused, naming it
-    proc = subprocess.run(shlex.split(".venv/bin/restem run --experiment k4 --set rest.samples_per_problem=8"),
+    proc = subprocess.run(shlex.split(".venv/bin/restem run --experiment fixed --set rest.samples_per_problem=8"),
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2 and "rest.samples_per_problem: 4 -> 8" in proc.stderr, proc.stderr[-2000:]
     # ... and running it again with its own settings resumes: nothing left to do
-    again = run(".venv/bin/restem run --experiment k4 --iterations 2 --no-stop")
-    assert "done: 2 iterations" in again and "iteration[" not in again.split("done: 2 iterations")[0]
+    again = run(".venv/bin/restem run --experiment fixed --iterations 1 --no-stop")
+    assert "done: 1 iterations" in again and "iteration[" not in again.split("done: 1 iterations")[0]

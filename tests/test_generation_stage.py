@@ -164,7 +164,7 @@ def test_the_human_baseline_meters_its_fine_tune_and_its_evaluation(tmp_path, mo
          "verifier": "math", "question": f"{i} + 1?", "answer": str(i + 1),
          "solution": f"{i} + 1 = {i + 1}\n#### {i + 1}", "metadata": "{}"} for i in range(6)], PROBLEMS)
     store.write_table("sft_set", [{"problem_id": "g0", "sample_idx": 0, "prompt": "q", "completion": "Answer: 1",
-                                   "n_tokens": 3}] * 2, SFT_SET, 1)
+                                   "n_tokens": 3, "source": "self"}] * 2, SFT_SET, 1)
     instance = dg.DagsterInstance.ephemeral()
     instance.report_runless_asset_event(dg.AssetMaterialization(
         "policy", partition="0", metadata={"path": dg.MetadataValue.path(str(base)), "version": "v0"}))

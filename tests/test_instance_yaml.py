@@ -85,3 +85,50 @@ def test_a_users_file_names_the_restem_defaults_it_lacks(tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("restem: keeping your")
     assert "concurrency.runs.tag_concurrency_limits" in lines[0] and "run_monitoring" in lines[0]
     assert "max_concurrent_runs" not in lines[0]  # what the user set is not "lacking"
+
+
+def test_the_deploy_configs_use_the_shared_instances_postgres_settings():
+    """Issue 22 item 4: deploy/ray and deploy/k8s point at the PostgreSQL storage of `restem serve`, taken from one
+    place (instance.POSTGRES_STORAGE, postgres_server.PostgresCluster's defaults), credentials only by name."""
+    from pathlib import Path
+
+    import yaml
+
+    from dagster_project.instance import POSTGRES_STORAGE, dagster_yaml, storage_kind
+    from dagster_project.postgres_server import PostgresCluster
+
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    ours = yaml.safe_load(POSTGRES_STORAGE)["storage"]
+    assert yaml.safe_load((deploy / "ray" / "dagster.yaml").read_text())["storage"] == ours
+    assert ours["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+    values = yaml.safe_load((deploy / "k8s" / "values.yaml").read_text())
+    defaults = PostgresCluster(directory=Path("/nonexistent"))
+    assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+    assert (values["postgresql"]["postgresqlUsername"], values["postgresql"]["postgresqlDatabase"]) == (
+        defaults.user, defaults.db)
+    assert "postgresqlPassword" not in values["postgresql"]
+    assert storage_kind(dagster_yaml("postgres")) == "postgres" and storage_kind(dagster_yaml("sqlite")) == "sqlite"
+
+
+def test_restems_postgres_file_is_kept_postgres_and_needs_its_login(tmp_path, monkeypatch):
+    """The CLI keeps a shared home's PostgreSQL dagster.yaml (never rewrites it to SQLite) and, without the login,
+    says which variables are missing and where `restem serve` keeps them."""
+    import pytest
+
+    from dagster_project.instance import InstanceConfigError, dagster_yaml, prepare_dagster_home
+
+    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "shared"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(dagster_yaml("postgres"))
+    with pytest.raises(InstanceConfigError, match=r"DAGSTER_PG_HOST, .*DAGSTER_PG_DB are not set.*postgres.env"):
+        prepare_dagster_home(home)
+    assert (home / "dagster.yaml").read_text() == dagster_yaml("postgres")
+    (home / "postgres.env").write_text("DAGSTER_PG_HOST=127.0.0.1\nDAGSTER_PG_PORT=5999\nDAGSTER_PG_USER=u\n"
+                                       "DAGSTER_PG_PASSWORD=p\nDAGSTER_PG_DB=d\n")
+    prepare_dagster_home(home)
+    import os
+
+    assert os.environ["DAGSTER_PG_PORT"] == "5999"
+    assert "password: {env: DAGSTER_PG_PASSWORD}" in (home / "dagster.yaml").read_text()

@@ -19,7 +19,7 @@ def test_a_held_partition_lock_fails_the_second_writer_naming_the_holder(tmp_pat
     store.write_table("samples", [{"problem_id": "p", "sample_idx": 0, "prompt": "P", "completion": "Answer: 2",
                                    "n_tokens": 3, "finish_reason": "stop", "policy_id": "base", "policy_path": "/m",
                                    "engine": "transformers", "temperature": 0.7, "top_k": 40, "top_p": 1.0,
-                                   "max_new_tokens": 8, "seed": 0}], SAMPLES, 1)
+                                   "max_new_tokens": 8, "seed": 0, "round": 0, "source": "self"}], SAMPLES, 1)
     holder = FileLock(root / ".locks" / "iteration=1.lock").acquire(owner={"run": "the-other-run"})
     try:
         result = dg.materialize([estep.rewards], partition_key="1", raise_on_error=False,

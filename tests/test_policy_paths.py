@@ -68,7 +68,7 @@ def write_history(root: Path) -> None:
          "verifier": "math", "question": f"{i} + 1?", "answer": str(i + 1), "solution": "", "metadata": "{}"}
         for i in range(3)], PROBLEMS)
     store.write_table("sft_set", [{"problem_id": "g0", "sample_idx": 0, "prompt": "q", "completion": "Answer: 1",
-                                   "n_tokens": 3}] * 2, SFT_SET, 1)
+                                   "n_tokens": 3, "source": "self"}] * 2, SFT_SET, 1)
 
 
 def resources(root: Path, base: Path) -> dict:

@@ -148,12 +148,12 @@ def test_sigkill_during_a_parquet_write_keeps_the_old_table_and_is_cleaned(tmp_p
     store = ParquetStore(str(root))
     from restem_assets.store.schemas import SFT_SET
 
-    old = [{"problem_id": "p", "sample_idx": 0, "prompt": "P", "completion": "old", "n_tokens": 1}]
+    old = [{"problem_id": "p", "sample_idx": 0, "prompt": "P", "completion": "old", "n_tokens": 1, "source": "self"}]
     store.write_table("sft_set", old, SFT_SET, 1)
     before = (root / "sft_set" / "iteration=1" / "part-0.parquet").read_bytes()
     writer = (
         "import sys; from restem_assets.store.tables import ParquetStore; from restem_assets.store.schemas import SFT_SET\n"
-        "row = {'problem_id': 'p', 'sample_idx': 0, 'prompt': 'P' * 200, 'completion': 'new' * 100, 'n_tokens': 1}\n"
+        "row = {'problem_id': 'p', 'sample_idx': 0, 'prompt': 'P' * 200, 'completion': 'new' * 100, 'n_tokens': 1, 'source': 'self'}\n"
         "with ParquetStore(sys.argv[1]).writer('sft_set', SFT_SET, 1) as w:\n"
         "    for _ in range(100000): w.write([row] * 64)\n"
     )

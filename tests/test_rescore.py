@@ -22,7 +22,7 @@ def write_iteration(store: ParquetStore) -> None:
     completions = ["12 + 7 = 19\nAnswer: 19", "Answer: 12 + 7", "Answer: 18", "Answer: 19. No wait, Answer: 18"]
     samples = [{"problem_id": "p", "sample_idx": i, "prompt": "P", "completion": c, "n_tokens": 5,
                 "finish_reason": "stop", "policy_id": "base", "policy_path": "/m", "engine": "transformers",
-                "temperature": 0.7, "top_k": 40, "top_p": 1.0, "max_new_tokens": 96, "seed": 0}
+                "temperature": 0.7, "top_k": 40, "top_p": 1.0, "max_new_tokens": 96, "seed": 0, "round": 0, "source": "self"}
                for i, c in enumerate(completions)]
     store.write_table("samples", samples, SAMPLES, 1)
     # what an older, lenient grader recorded: the restated question and the retracted answer passed

@@ -37,12 +37,31 @@ def test_question_copied_into_the_answer_line():
 
 def test_text_after_the_answer_line():
     assert ("q", 1, "answer_not_last_line") in rules_for([row("q", 1, "Answer: 7\nActually let me check.")])
-    assert rules_for([row("q", 2, "Answer: 7\n\n   ")]) == set()
+    assert rules_for([row("q", 2, "3 + 4 = 7\nAnswer: 7\n\n   ")]) == set()
 
 
 def test_very_short_relative_to_the_median():
-    rows = [row("p", i, f"long reasoning {i}\nAnswer: 14", 40) for i in range(5)] + [row("q", 0, "Answer: 7", 5)]
+    rows = [row("p", i, f"long reasoning {i}\nAnswer: 14", 40) for i in range(5)] + [row("q", 0, "7\nAnswer: 7", 5)]
     assert rules_for(rows) == {("q", 0, "very_short")}
+
+
+def test_an_echoed_hint_and_an_answer_with_no_steps():
+    """Issue 20: what a hinted round lets through (right answer, no reasoning of its own)."""
+    assert ("q", 0, "mentions_hint") in rules_for([row("q", 0, "The answer is given as 7.\nAnswer: 7")])
+    assert ("q", 0, "mentions_hint") in rules_for([row("q", 0, "Using the hint, 3 + 4 = 7\nAnswer: 7")])
+    assert ("q", 1, "no_working") in rules_for([row("q", 1, "Answer: 7")])
+    assert ("q", 1, "no_working") in rules_for([row("q", 1, "  \n**Answer:** 7")])
+    assert rules_for([row("q", 3, "3 + 4 = 7\nAnswer: 7")]) == set()
+
+
+def test_a_false_arithmetic_step_behind_a_right_answer():
+    """Issue 20: a hinted completion seen on the default task, "18 + 7 + 9 = 24" for 8 + 7 + 9 (answer 24)."""
+    assert ("q", 0, "wrong_step") in rules_for([row("q", 0, "18 + 7 + 9 = 24\nAnswer: 24")])
+    assert ("q", 1, "wrong_step") in rules_for([row("q", 1, "First 12 + 7 = 19, then 19 - 5 = 15.\nAnswer: 14")])
+    for honest in ("12 + 7 - 5 = 14\nAnswer: 14", "12 + 7 = 19, 19 - 5 = 14\nAnswer: 14", "3 × 4 = 12\nAnswer: 12",
+                   "(2 + 3) * 4 = 20\nAnswer: 20", "7 / 2 = 3.5\nAnswer: 3.5", "x = 5, so 2x = 10\nAnswer: 10",
+                   "-3 + 5 = 2\nAnswer: 2"):
+        assert ("q", 2, "wrong_step") not in rules_for([row("q", 2, honest)]), honest
 
 
 def test_identical_text_accepted_for_many_problems():

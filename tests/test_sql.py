@@ -115,7 +115,7 @@ def _sample_row(pid, idx, n_tokens, finish, iteration):
         "problem_id": pid, "sample_idx": idx, "prompt": f"Q {pid}", "completion": f"A {pid}/{idx}",
         "n_tokens": n_tokens, "finish_reason": finish, "policy_id": _policy_id(iteration - 1),
         "policy_path": "", "engine": "transformers", "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-        "max_new_tokens": 100 if iteration <= 1 else 200, "seed": 1234 + idx,
+        "max_new_tokens": 100 if iteration <= 1 else 200, "seed": 1234 + idx, "round": 0, "source": "self",
     }
 
 
@@ -125,7 +125,7 @@ def _eval_sample_row(mode, pid, idx, answer, policy):
         "mode": mode, "problem_id": pid, "sample_idx": idx, "prompt": f"Q {pid}", "completion": f"E {pid}/{idx}",
         "n_tokens": 8, "finish_reason": "stop", "policy_id": _policy_id(policy), "policy_path": "",
         "engine": "transformers", "temperature": 0.0 if mode == "greedy" else 1.0, "top_k": 0,
-        "top_p": 1.0 if mode == "greedy" else 0.95, "max_new_tokens": 64, "seed": 99 + idx,
+        "top_p": 1.0 if mode == "greedy" else 0.95, "max_new_tokens": 64, "seed": 99 + idx, "round": 0, "source": "self",
         "extracted_answer": answer, "reward": reward,
         "reason": "no_answer" if answer is None else ("correct" if reward else "wrong"), "details": None,
         "verifier": "math", "verifier_version": "v1",
@@ -158,7 +158,8 @@ def write_history(store: ParquetStore) -> None:
         tokens = {(p, i): n for p, i, _, n, _ in rows}
         store.write_table(
             "sft_set",
-            [{"problem_id": p, "sample_idx": i, "prompt": f"Q {p}", "completion": f"A {p}/{i}", "n_tokens": tokens[p, i]}
+            [{"problem_id": p, "sample_idx": i, "prompt": f"Q {p}", "completion": f"A {p}/{i}", "n_tokens": tokens[p, i],
+              "source": "self"}
              for p, i in SFT[it]],
             schemas.SFT_SET,
             iteration=it,

@@ -42,10 +42,15 @@ EVALS = {
 }
 # experiment -> iteration (samples from policy iteration - 1) -> problem -> rewards of its samples
 REWARDS = {
-    "default": {1: {"p1": [1, 0], "p2": [0, 0]}, 2: {"p1": [1, 1], "p2": [0, 1]}},
+    "default": {1: {"p1": [1, 0], "p2": [0, 0]}, 2: {"p1": [1, 1], "p2": [0, 1, 1]}},
     "k4": {1: {"p1": [0, 0], "p2": [1, 0]}},
 }
+# Samples drawn in a later E-step round with the answer as a hint (round 1); the rest: round 0, self.
+# Every sample has 5 + sample_idx tokens.
+HINTED = {("default", 2, "p2", 2), ("k4", 1, "p2", 0)}
 SFT = {"default": {1: [("p1", 0)], 2: [("p1", 0), ("p1", 1), ("p2", 1)]}, "k4": {1: [("p2", 0)]}}
+# default 2: p2#2 (hinted) was dropped from the SFT set by the audit; p1#1 is flagged but kept.
+AUDIT = {"default": {2: [("p2", 2, "mentions_hint"), ("p1", 1, "no_working")]}}
 LOSS = {"default": {1: [(1, 0.9), (2, 0.5)], 2: [(1, 0.8), (2, 0.4)]}, "k4": {1: [(1, 0.7), (2, 0.6)]}}
 REGISTRY = {"default": (2, "base"), "k4": (4, "previous")}
 GIB = 2**30
@@ -75,8 +80,18 @@ def write_experiments(root: str) -> None:
                 {"problem_id": pid, "sample_idx": i, "extracted_answer": "1", "reward": float(r), "reason": "x",
                  "details": None, "verifier": "math", "verifier_version": "v1"}
                 for pid, rs in by_problem.items() for i, r in enumerate(rs)], schemas.REWARDS, iteration=it)
+            store.write_table("samples", [
+                {"problem_id": pid, "sample_idx": i, "prompt": "Q", "completion": "A", "n_tokens": 5 + i,
+                 "finish_reason": "stop", "policy_id": "p", "policy_path": "m", "engine": "e", "temperature": 0.7,
+                 "top_k": 40, "top_p": 1.0, "max_new_tokens": 8, "seed": 0,
+                 "round": int((exp, it, pid, i) in HINTED), "source": "hinted" if (exp, it, pid, i) in HINTED else "self"}
+                for pid, rs in by_problem.items() for i, _ in enumerate(rs)], schemas.SAMPLES, iteration=it)
             store.write_table("sft_set", [{"problem_id": p, "sample_idx": i, "prompt": "Q", "completion": "A",
-                                           "n_tokens": 3} for p, i in SFT[exp][it]], schemas.SFT_SET, iteration=it)
+                                           "n_tokens": 5 + i, "source": "hinted" if (exp, it, p, i) in HINTED else "self"}
+                                          for p, i in SFT[exp][it]], schemas.SFT_SET, iteration=it)
+            store.write_table("reward_audit", [{"problem_id": p, "sample_idx": i, "rule": rule, "detail": "d"}
+                                               for p, i, rule in AUDIT.get(exp, {}).get(it, [])],
+                              schemas.REWARD_AUDIT, iteration=it)
             store.write_table("finetune_log", [{"step": s, "epoch": s / 2, "loss": loss, "learning_rate": 1e-5}
                                                for s, loss in LOSS[exp][it]], schemas.FINETUNE_LOG, iteration=it)
         for it, stages in COSTS[exp].items():
@@ -88,7 +103,8 @@ def write_experiments(root: str) -> None:
     ParquetStore(root).write_table("experiments", [
         {"experiment": exp, "profile": "tiny", "task": "reasoning_gym:chain_sum", "model": "default",
          "samples_per_problem": k, "temperature": 0.7, "max_per_problem": 10, "init_from": init,
-         "finetune_method": "full", "learning_rate": 2e-5, "epochs": 2.0, "overrides": "{}", "config": "{}",
+         "finetune_method": "full", "learning_rate": 2e-5, "epochs": 2.0, "overrides": "{}",
+         "config": '{"rest": {"sampling": "prop2diff", "hints": true}}' if exp == "k4" else "{}",
          "created_at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)} for exp, (k, init) in REGISTRY.items()],
         EXPERIMENTS)
 
@@ -99,17 +115,41 @@ C3 = 60 / 3600 * 0.5 + 30 / 3600 * 2.0  # finetune: CPU and GPU
 MB = 1024.0
 EXPECTED = {
     "compare_experiments": (
-        ["iteration", "experiment", "samples_per_problem", "init_from", "test_problems", "greedy_pass_at_1",
-         "greedy_gain_vs_base", "k", "pass_at_k", "maj_at_k", "samples", "correct_samples", "sft_examples",
-         "final_train_loss"],
+        ["iteration", "experiment", "samples_per_problem", "init_from", "sampling", "hints", "test_problems",
+         "greedy_pass_at_1", "greedy_gain_vs_base", "k", "pass_at_k", "maj_at_k", "samples", "correct_samples",
+         "train_coverage", "hinted_problems", "estep_tokens", "sft_examples", "final_train_loss", "wall_seconds"],
         [
-            (0, "default", 2, "base", 3, 1 / 3, 0.0, 4, 2 / 3, 1 / 3, None, None, None, None),
-            (0, "k4", 4, "previous", 3, 1 / 3, 0.0, 4, 2 / 3, 1 / 3, None, None, None, None),
-            # default 1: greedy t1 t3; all sampled at least once; maj t1 t3; E-step p1#0 correct of 4
-            (1, "default", 2, "base", 3, 2 / 3, 1 / 3, 4, 1.0, 2 / 3, 4, 1, 1, 0.5),
-            # k4 1: greedy t2 t3; E-step p2#0 correct of 4
-            (1, "k4", 4, "previous", 3, 2 / 3, 1 / 3, 4, 1.0, 2 / 3, 4, 1, 1, 0.6),
-            (2, "default", 2, "base", 3, 2 / 3, 1 / 3, 4, 1.0, 2 / 3, 4, 3, 3, 0.4),
+            (0, "default", 2, "base", None, None, 3, 1 / 3, 0.0, 4, 2 / 3, 1 / 3, None, None, None, None, None, None,
+             None, None),
+            (0, "k4", 4, "previous", "prop2diff", True, 3, 1 / 3, 0.0, 4, 2 / 3, 1 / 3, None, None, None, None, None,
+             None, None, None),
+            # default 1: greedy t1 t3; all sampled at least once; maj t1 t3; E-step p1#0 correct of 4; 5+6 tokens
+            # per problem; wall: samples 10 + rewards 1 + finetune 30
+            (1, "default", 2, "base", None, None, 3, 2 / 3, 1 / 3, 4, 1.0, 2 / 3, 4, 1, 1, 0, 22, 1, 0.5, 41.0),
+            # k4 1: greedy t2 t3; E-step p2#0 (hinted) correct of 4
+            (1, "k4", 4, "previous", "prop2diff", True, 3, 2 / 3, 1 / 3, 4, 1.0, 2 / 3, 4, 1, 1, 1, 22, 1, 0.6, 5.0),
+            (2, "default", 2, "base", None, None, 3, 2 / 3, 1 / 3, 4, 1.0, 2 / 3, 5, 4, 2, 0, 29, 3, 0.4, None),
+        ],
+    ),
+    "coverage_per_round": (
+        ["experiment", "iteration", "round", "source", "problems_sampled", "samples", "tokens", "correct",
+         "newly_covered", "covered", "train_problems", "covered_share", "tokens_so_far"],
+        [
+            ("default", 1, 0, "self", 2, 4, 22, 1, 1, 1, 2, 0.5, 22),
+            ("default", 2, 0, "self", 2, 4, 22, 3, 2, 2, 2, 1.0, 22),
+            ("default", 2, 1, "hinted", 1, 1, 7, 1, 0, 2, 2, 1.0, 29),
+            ("k4", 1, 0, "self", 2, 3, 17, 0, 0, 0, 2, 0.0, 17),
+            ("k4", 1, 1, "hinted", 1, 1, 5, 1, 1, 1, 2, 0.5, 22),
+        ],
+    ),
+    "audit_by_source": (
+        ["experiment", "iteration", "source", "audited", "flagged", "flag_rate", "mentions_hint", "no_working",
+         "wrong_step"],
+        [
+            ("default", 1, "self", 1, 0, 0.0, 0, 0, 0),
+            ("default", 2, "hinted", 1, 1, 1.0, 1, 0, 0),
+            ("default", 2, "self", 3, 1, 1 / 3, 0, 1, 0),
+            ("k4", 1, "hinted", 1, 0, 0.0, 0, 0, 0),
         ],
     ),
     "problem_learning": (

@@ -6,7 +6,7 @@ from restem_assets.store.tables import ParquetStore, TableNotFoundError
 
 
 def sft_row(pid: str, idx: int) -> dict:
-    return {"problem_id": pid, "sample_idx": idx, "prompt": "p", "completion": f"c{idx}", "n_tokens": 3}
+    return {"problem_id": pid, "sample_idx": idx, "prompt": "p", "completion": f"c{idx}", "n_tokens": 3, "source": "self"}
 
 
 def test_hive_layout_and_roundtrip(store):
@@ -41,7 +41,7 @@ def test_failed_write_leaves_nothing_and_keeps_previous(store):
 
 
 def test_missing_columns_named(store):
-    with pytest.raises(ValueError, match=r"lack columns \['completion', 'n_tokens'\]"):
+    with pytest.raises(ValueError, match=r"lack columns \['completion', 'n_tokens', 'source'\]"):
         store.write_table("sft_set", [{"problem_id": "a", "sample_idx": 0, "prompt": "p"}], SFT_SET, iteration=1)
 
 

@@ -90,6 +90,9 @@ class ReSTResource(settings_resource(ReSTSettings, "ReST^EM settings (restem_ass
     def estep_params(self, iteration: int):
         return self.settings().estep_params(iteration)
 
+    def strategy_settings(self):
+        return self.settings().strategy_settings()
+
     def greedy_params(self):
         return self.settings().greedy_params()
 

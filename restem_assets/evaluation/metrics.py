@@ -62,3 +62,13 @@ def paired_difference_interval(before: Sequence[bool], after: Sequence[bool], z:
     d = (b - c) / n
     half = z * max(0.0, (b + c) - (b - c) ** 2 / n) ** 0.5 / n
     return d, d - half, d + half
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of an accuracy (the chart's bands: sound near 0 and 1, unlike Wald)."""
+    if n <= 0:
+        return 0.0, 0.0
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5 / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
 
 from restem_assets.generation import Completion, GenerationEngine, ProgressFn, SamplingParams, sample_seed
 from restem_assets.generation.engine_pool import expected_tokens
+from restem_assets.generation.sampling_strategy import HINTED, Outcome, StrategySettings, next_round, outcomes
 from restem_assets.models.policies import Policy
 from restem_assets.reporting.costs import StageMeter
 from restem_assets.store.staging import ChunkStaging
@@ -41,7 +42,7 @@ class SamplingStats:
 
 
 def sample_row(problem_id: str, prompt: str, c: Completion, policy: Policy, engine: str,
-               params: SamplingParams) -> dict[str, Any]:
+               params: SamplingParams, round_index: int = 0, source: str = "self") -> dict[str, Any]:
     """One SAMPLES row: the completion with everything needed to reproduce or audit it."""
     return {
         "problem_id": problem_id,
@@ -58,6 +59,8 @@ def sample_row(problem_id: str, prompt: str, c: Completion, policy: Policy, engi
         "top_p": params.top_p,
         "max_new_tokens": params.max_new_tokens,
         "seed": params.seed,
+        "round": round_index,
+        "source": source,
     }
 
 
@@ -85,8 +88,14 @@ def generate_rows(
     policy: Policy,
     progress: ProgressFn | None = None,
     done: Set[tuple[str, int]] = frozenset(),
+    todo: Mapping[int, Sequence[int]] | None = None,
+    round_index: int = 0,
+    source: str = "self",
 ) -> Iterator[list[dict[str, Any]]]:
     """SAMPLES rows chunk by chunk, `params.n` per problem, for prompts from `render_prompts`.
+
+    `todo` (problem position -> sample indices), when given, says exactly which samples to draw
+    instead (an E-step round of generation/sampling_strategy.py; rows carry `round_index`, `source`).
 
     `(problem_id, sample_idx)` pairs in `done` (finished before a crash) are not generated
     again: problems missing m of their n samples are sampled m times (grouped by m) and the
@@ -97,7 +106,7 @@ def generate_rows(
     code answer ends with its block) are added.
     """
     params = replace(params, stop=tuple(dict.fromkeys(params.stop + stop_strings(problems))))
-    todo = missing_samples(problems, params.n, done)
+    todo = missing_samples(problems, params.n, done) if todo is None else {i: list(ks) for i, ks in todo.items() if ks}
     groups: dict[int, list[int]] = {}
     for i, missing in todo.items():
         groups.setdefault(len(missing), []).append(i)
@@ -109,7 +118,8 @@ def generate_rows(
             for c in chunk:
                 i = positions[c.prompt_index]
                 c = replace(c, prompt_index=i, sample_idx=todo[i][c.sample_idx])
-                rows.append(sample_row(problems[i]["problem_id"], prompts[i], c, policy, engine.name, group_params))
+                rows.append(sample_row(problems[i]["problem_id"], prompts[i], c, policy, engine.name, group_params,
+                                       round_index, source))
             yield rows
 
 
@@ -132,6 +142,68 @@ def sample_rows(
             stats.truncated += r["finish_reason"] == "length"
         sink.write(rows)
         stats.samples += len(rows)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+ScoreFn = Callable[[list[dict[str, Any]]], list[bool]]  # SAMPLES rows -> reward == 1 per row
+
+
+@dataclass
+class RoundStats(SamplingStats):
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # per round run now: round, source, samples, tokens
+
+
+def hintable(problems: Sequence[dict[str, Any]]) -> frozenset[str]:
+    """Problems a hint can be given for: a final answer to show (not code, whose answer is a program)."""
+    return frozenset(p["problem_id"] for p in problems if p.get("domain") != "code" and (p.get("answer") or "").strip())
+
+
+def sample_rounds(
+    engine: GenerationEngine | None,
+    problems: Sequence[dict[str, Any]],
+    params: SamplingParams,
+    policy: Policy,
+    sink: RowSink,
+    strategy: StrategySettings,
+    score: ScoreFn,
+    history: Sequence[Outcome] = (),
+    progress: ProgressFn | None = None,
+) -> RoundStats:
+    """The E-step in rounds (generation/sampling_strategy.py): each round's rows are scored with `score` as
+    they come, and the next round is planned from the outcomes so far. `history`: the outcomes of rows kept
+    from an interrupted run, whose rounds are replayed, not redrawn. `engine` may be None when
+    `next_round(...)` is None (nothing left to draw)."""
+    stats = RoundStats(resumed=len(history))
+    history = list(history)
+    ids = [p["problem_id"] for p in problems]
+    position = {pid: i for i, pid in enumerate(ids)}
+    can_hint = hintable(problems)
+    plain: list[str] | None = None
+    start = time.perf_counter()
+    while (rnd := next_round(strategy, ids, history, can_hint)) is not None:
+        if engine is None:
+            raise RuntimeError(f"E-step round {rnd.index} has {rnd.samples} samples to draw but no engine is open")
+        subset = sorted(position[pid] for pid in rnd.todo)
+        if rnd.source == HINTED:
+            prompts = [engine.render_prompt(build_messages(problems[i], hint=problems[i]["answer"])) for i in subset]
+        else:
+            plain = plain if plain is not None else render_prompts(engine, problems)
+            prompts = [plain[i] for i in subset]
+        todo = {j: rnd.todo[ids[i]] for j, i in enumerate(subset)}
+        summary = {"round": rnd.index, "source": rnd.source, "problems": len(subset), "samples": 0, "tokens": 0}
+        for rows in generate_rows(engine, [problems[i] for i in subset], prompts, params, policy, progress,
+                                  todo=todo, round_index=rnd.index, source=rnd.source):
+            rewards = score(rows)
+            sink.write(rows)
+            history += outcomes(rows, {(r["problem_id"], r["sample_idx"]): ok for r, ok in zip(rows, rewards)})
+            for r in rows:
+                stats.tokens += r["n_tokens"]
+                stats.truncated += r["finish_reason"] == "length"
+                summary["tokens"] += r["n_tokens"]
+            stats.samples += len(rows)
+            summary["samples"] += len(rows)
+        stats.rounds.append(summary)
     stats.seconds = time.perf_counter() - start
     return stats
 
@@ -167,11 +239,14 @@ class StagedGeneration:
         return self.needed - len(self.done)
 
     @contextmanager
-    def open_engine(self) -> Iterator[GenerationEngine | None]:
-        if self.missing <= 0:  # every row was finished before the interruption: no engine needed
+    def open_engine(self, rows: int | None = None) -> Iterator[GenerationEngine | None]:
+        """An engine while rows are left to generate (`rows`: how many, when `needed` cannot say, as in
+        an E-step in rounds), else None."""
+        rows = self.missing if rows is None else rows
+        if rows <= 0:  # every row was finished before the interruption: no engine needed
             yield None
             return
-        with self.opener(self.policy.path, expected_tokens(self.missing, self.max_new_tokens)) as engine:
+        with self.opener(self.policy.path, expected_tokens(rows, self.max_new_tokens)) as engine:
             self.engine_name = engine.name
             yield engine
 

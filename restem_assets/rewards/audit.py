@@ -12,7 +12,16 @@ gets gamed; they are warnings for a person to read, not verdicts:
   shared_completion          the identical completion text was accepted for `shared_min_problems`
                              or more different problems;
   special_cases_test_input   (code) a branch compares against a literal that appears in the
-                             problem statement, the shape of a lookup table for the visible tests.
+                             problem statement, the shape of a lookup table for the visible tests;
+  mentions_hint              the completion refers to a given answer or hint ("the answer is given
+                             as 42"): an echoed hint, not a solution (the E-step's hinted round);
+  no_working                 nothing comes before the final answer line: an answer with no steps,
+                             which a hint makes easy to copy (right answer, no reasoning);
+  wrong_step                 a written arithmetic step is false ("18 + 7 + 9 = 24"): the right answer
+                             reached through wrong reasoning, the false positive a shown answer invites.
+
+The E-step's hinted rows are dropped from the SFT set when any rule flags them; self-generated
+rows are flagged for a person to read (rest.audit_blocking stops the chain instead).
 """
 
 from __future__ import annotations
@@ -26,7 +35,14 @@ from dataclasses import dataclass
 from typing import Any
 
 RULES = ("repeats_question_operands", "answer_not_last_line", "very_short", "shared_completion",
-         "special_cases_test_input")
+         "special_cases_test_input", "mentions_hint", "no_working", "wrong_step")
+
+# `a + b - c = d` with at least one operator between numbers on the left.
+_STEP = re.compile(r"(?<![\w.])(\(?\s*-?\d+(?:\.\d+)?(?:\s*[-+*/×]\s*\(?\s*-?\d+(?:\.\d+)?\s*\)?)+)\s*=\s*(-?\d+(?:\.\d+)?)(?!\.?\d)")
+
+_HINT_TALK = re.compile(
+    r"\bhint\b|\b(?:answer|result)\s+(?:is|was)\s+(?:already\s+)?(?:given|provided|stated|shown)\b|\bas given\b"
+    r"|\bwe (?:are|were) told\b|\bgiven (?:answer|final answer)\b", re.IGNORECASE)
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _MARKER = re.compile(r"(?:\*\*|__)?\banswer\b\s*(?:\*\*|__)?\s*:|\\boxed\{", re.IGNORECASE)
@@ -59,6 +75,42 @@ def _repeats_operands(answer: str, question: str) -> str | None:
         if asked[start: start + len(got)] == got:
             return f"answer repeats the question's numbers {' '.join(got)}"
     return None
+
+
+def _arithmetic(node: ast.AST) -> float:
+    """The value of a tree of numbers and + - * / only (anything else raises ValueError)."""
+    if isinstance(node, ast.Expression):
+        return _arithmetic(node.body)
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _arithmetic(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)):
+        left, right = _arithmetic(node.left), _arithmetic(node.right)
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        if right == 0:
+            raise ValueError("division by zero")
+        return left / right
+    raise ValueError("not arithmetic")
+
+
+def false_steps(completion: str) -> list[str]:
+    """Written arithmetic steps (`12 + 7 - 5 = 14`) whose two sides differ."""
+    wrong = []
+    for m in _STEP.finditer(completion):
+        try:
+            lhs = _arithmetic(ast.parse(m.group(1).replace("×", "*").strip(), mode="eval"))
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        if abs(lhs - float(m.group(2))) > 1e-6 * max(1.0, abs(lhs)):
+            wrong.append(m.group(0).strip())
+    return wrong
 
 
 def _literal_text(node: ast.AST) -> str | None:
@@ -121,6 +173,15 @@ def audit_rows(
             if literals:
                 flag(r, "special_cases_test_input", f"branches on literals from the statement: {literals[:3]}")
         else:
+            talk = _HINT_TALK.search(completion)
+            if talk:
+                flag(r, "mentions_hint", f"refers to a given answer: {talk.group(0)!r}")
+            markers = list(_MARKER.finditer(completion))
+            if markers and not completion[: markers[-1].start()].strip():
+                flag(r, "no_working", "only the final answer line, no steps before it")
+            wrong = false_steps(completion)
+            if wrong:
+                flag(r, "wrong_step", f"false step: {wrong[0]!r}")
             line = _answer_line(completion)
             if line is not None:
                 body, is_last = line

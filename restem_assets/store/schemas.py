@@ -45,6 +45,8 @@ SAMPLES = pa.schema(
         ("top_p", pa.float32()),
         ("max_new_tokens", pa.int32()),
         ("seed", pa.int64()),
+        ("round", pa.int32()),  # E-step round (generation/sampling_strategy.py); 0 for fixed K and evaluation
+        ("source", pa.string()),  # "self" | "hinted" (drawn with the gold answer shown as a hint)
     ]
 )
 
@@ -62,7 +64,9 @@ REWARDS = pa.schema(
 )
 
 # sft_set: the kept, deduplicated correct samples of one iteration (their samples columns up to n_tokens).
-SFT_SET = pa.schema([SAMPLES.field(name) for name in ("problem_id", "sample_idx", "prompt", "completion", "n_tokens")])
+# A hinted row's prompt is the plain one (the hint removed): the M-step trains without it.
+SFT_SET = pa.schema([SAMPLES.field(name) for name in ("problem_id", "sample_idx", "prompt", "completion", "n_tokens",
+                                                      "source")])
 
 # eval_samples: every completion drawn while evaluating policy[i] on the test split
 # (partition iteration=0 is the base model), with its reward.

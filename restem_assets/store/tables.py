@@ -153,6 +153,12 @@ class ParquetStore:
                     return
                 yield batch
 
+    def schema(self, table: str, iteration: int | None = None) -> pa.Schema:
+        """The Arrow schema a table's file was written with (older files may lack newer columns)."""
+        path = self._require(table, iteration)
+        with self.fs.open(path, "rb") as fh, self._reading(table, iteration, path):
+            return pq.ParquetFile(fh).schema_arrow
+
     def num_rows(self, table: str, iteration: int | None = None) -> int:
         path = self._require(table, iteration)
         with self.fs.open(path, "rb") as fh, self._reading(table, iteration, path):

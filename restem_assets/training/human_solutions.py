@@ -86,7 +86,7 @@ def human_sft_rows(problems: Sequence[Mapping[str, Any]], n_examples: int, seed:
     for p in train:
         try:
             rows.append({"problem_id": p["problem_id"], "sample_idx": 0, "prompt": p["question"],
-                         "completion": reference_solution(p), "n_tokens": None})
+                         "completion": reference_solution(p), "n_tokens": None, "source": "human"})
         except NoReferenceError as exc:
             skipped.append(str(exc))
     if not rows:

@@ -39,6 +39,7 @@ class SftSelector:
             "prompt": sample["prompt"],
             "completion": sample["completion"],
             "n_tokens": int(sample["n_tokens"]),
+            "source": sample.get("source") or "self",
         }
 
     def rows(self) -> list[dict[str, Any]]:
