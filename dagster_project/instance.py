@@ -66,6 +66,7 @@ storage:
       username: {env: DAGSTER_PG_USER}
       password: {env: DAGSTER_PG_PASSWORD}
       db_name: {env: DAGSTER_PG_DB}
+      scheme: postgresql+psycopg2   # the driver dagster-postgres retries on (SQLAlchemy 2.1's default is psycopg 3)
 """
 STORAGE_KINDS = ("sqlite", "postgres")
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster_project.instance import prepare_dagster_home
+from dagster_project.instance import prepare_dagster_home, storage_kind
 from dagster_project.postgres_server import PostgresCluster
 from restem_assets.environment import Settings, absolute_root
 from restem_assets.experiments import DEFAULT_EXPERIMENT, check_name, read_registry
@@ -134,6 +134,12 @@ def serve(settings: Settings, experiments: Sequence[str], host: str, port: int, 
     env = {**os.environ, **settings.environ(), **cluster.env(), "DAGSTER_HOME": str(home)}
     os.environ.update(cluster.env())
     prepare_dagster_home(home, storage="postgres")
+    if storage_kind((home / "dagster.yaml").read_text()) != "postgres":
+        if started:
+            cluster.stop()
+        print(f"restem serve: {home / 'dagster.yaml'} is your own (edited) file and does not put the instance on "
+              "PostgreSQL; add restem's storage block (dagster_project/instance.py, POSTGRES_STORAGE)", file=sys.stderr)
+        return 2
     names = experiments_to_serve(settings, experiments)
     workspace = write_workspace(home, names)
     bin_dir = Path(sys.executable).parent  # the venv's, whether or not it is on PATH

@@ -66,3 +66,15 @@ def test_compute_and_finetune_benchmarks_report_the_speed_targets(tmp_path):
     assert data["compute"]["result"]["dtypes"]["fp32"]["flops"] > 1e9
     ft = data["finetune"]["result"]
     assert ft["loss_ratio"] == pytest.approx(1.0, abs=0.02)  # the same training, computed faster
+
+
+@pytest.mark.slow
+def test_instance_storage_bench_runs_sqlite_and_postgres(tmp_path):
+    """bench/bench_instance.py (issue 22): concurrent stand-in runs on SQLite and on a real PostgreSQL server."""
+    report, results = quick_bench(tmp_path, "instance", timeout=900)
+    rows = results["benchmarks"]["instance"]["result"]["results"]
+    assert [r["runs"] for r in rows["sqlite"]] == [r["runs"] for r in rows["postgres"]] == [1, 2]
+    for storage in ("sqlite", "postgres"):
+        for r in rows[storage]:
+            assert r["failed"] == 0 and r["events"] > 0 and r["launch_latency_median_s"] > 0, (storage, r)
+    assert "## Instance storage under concurrent runs" in report and "| postgres | 2 |" in report

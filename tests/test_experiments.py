@@ -199,7 +199,9 @@ def test_analyses_report_over_two_experiments(tmp_path):
     # default 1 vs its base: t1 gained, t3 kept -> +33.3 points; k4 1 vs default 1: t1 lost, t2 gained -> 0
     assert compare["gain_vs_base_ci"].to_list()[2].startswith("+33.3 [")
     assert compare["vs_reference_ci"].to_list()[3].startswith("+0.0 [")
+    assert compare["vs_reference_ci"].to_list()[1] is None  # both base models: nothing to compare
     md = analyses_markdown(frames, "default")
+    assert "| vs human data |" in md and "every experiment" in md
     for title in ("Experiments side by side", "Per-problem learning", "Greedy pass@1 by difficulty", "Cost per iteration"):
         assert title in md
     assert "| test | greedy | 2 | 2 / 3 | 1 | 1 | 1 |" in md  # t2 new, t1 kept, t3 forgotten

@@ -104,8 +104,8 @@ def test_the_deploy_configs_use_the_shared_instances_postgres_settings():
     values = yaml.safe_load((deploy / "k8s" / "values.yaml").read_text())
     defaults = PostgresCluster(directory=Path("/nonexistent"))
     assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
-    assert (values["postgresql"]["postgresqlUsername"], values["postgresql"]["postgresqlDatabase"]) == (
-        defaults.user, defaults.db)
+    assert (values["postgresql"]["postgresqlUsername"], values["postgresql"]["postgresqlDatabase"],
+            values["postgresql"]["postgresqlScheme"]) == (defaults.user, defaults.db, ours["postgres"]["postgres_db"]["scheme"])
     assert "postgresqlPassword" not in values["postgresql"]
     assert storage_kind(dagster_yaml("postgres")) == "postgres" and storage_kind(dagster_yaml("sqlite")) == "sqlite"
 

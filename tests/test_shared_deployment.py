@@ -144,6 +144,7 @@ def greedy_of(data: Path, experiment: str, iteration: int) -> dict:
     return {r["problem_id"]: (r["greedy_answer"], r["greedy_correct"]) for r in rows}
 
 
+@pytest.mark.timeout(3600)
 def test_two_experiments_backfilled_at_once_survive_sigkill_of_daemon_and_webserver(deployment, tmp_path):
     proc, port, home, data, env, log = deployment
     assert "postgres" in (home / "dagster.yaml").read_text() and "password: {env: DAGSTER_PG_PASSWORD}" in (
@@ -211,15 +212,15 @@ def test_two_experiments_backfilled_at_once_survive_sigkill_of_daemon_and_webser
 
     # the CLI on the shared instance: a sequential run of the same settings gives the same rows (same seeds)
     cli_env = {k: v for k, v in env.items() if not k.startswith("DAGSTER_PG_")}  # read from postgres.env
+    seq_log = tmp_path / "seq.log"
     seq = subprocess.Popen([RESTEM, "run", "--experiment", "seq", "--iterations", "2", "--no-stop",
-                            "--dagster-home", str(home)], cwd=tmp_path, env=cli_env, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
+                            "--dagster-home", str(home)], cwd=tmp_path, env=cli_env, stdout=open(seq_log, "w"),
+                           stderr=subprocess.STDOUT)
     # a second user's driver on another experiment meanwhile: refused, naming the first
-    wait_for(lambda: (home / "restem-driver.lock").exists() or seq.poll() is not None, 120, "the first driver")
+    wait_for(lambda: "==> " in seq_log.read_text() or seq.poll() is not None, 300, "the first driver's first job")
     other = subprocess.run([RESTEM, "run", "--experiment", "gamma", "--iterations", "1", "--dagster-home", str(home)],
                            cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
-    out, _ = seq.communicate(timeout=1800)
-    assert seq.returncode == 0, out[-3000:]
+    assert seq.wait(timeout=1800) == 0, seq_log.read_text()[-3000:]
     assert other.returncode == 2, other.stderr
     assert "another restem driver is running on this instance" in other.stderr and f"pid {seq.pid}" in other.stderr
     for e in EXPERIMENTS:
@@ -235,6 +236,19 @@ def test_two_experiments_backfilled_at_once_survive_sigkill_of_daemon_and_webser
         assert done.returncode == 0, (argv, done.stdout[-2000:], done.stderr[-2000:])
     assert "alpha" in subprocess.run([RESTEM, "sql", "compare_experiments"], cwd=tmp_path, env=cli_env,
                                      capture_output=True, text=True, timeout=300).stdout
+
+    # the launchpad: an E-step with another sampling strategy, as run config through the webserver (issue 20)
+    params = {"selector": {"repositoryLocationName": "alpha", "repositoryName": "__repository__", "jobName": "estep"},
+              "runConfigData": {"resources": {"rest": {"config": {"sampling": "prop2diff", "hints": True}}}},
+              "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "3"}]}}
+    launched = gql(port, SETUP, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    wait_for(lambda: instance.get_run_by_id(run_id).status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE),
+             900, "the launchpad's E-step", interval=3.0)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
+    rows = ParquetStore(experiment_root(str(data), "alpha")).read_table("samples", 3).to_pylist()
+    assert len({r["round"] for r in rows}) >= 2, sorted({(r["round"], r["source"]) for r in rows})
 
     # `restem ui` on the PostgreSQL instance: a webserver of its own (the daemon stays serve's)
     ui_port = free_port()
@@ -258,3 +272,40 @@ def test_two_experiments_backfilled_at_once_survive_sigkill_of_daemon_and_webser
     assert "webserver and daemon stopped, PostgreSQL stopped" in log.read_text()
     time.sleep(1)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids.values()), pids
+
+
+def test_make_ui_and_make_serve_as_the_readme_writes_them(tmp_path):
+    """`make ui` (dagster dev on the SQLite instance) and `make serve` (the shared deployment), as written, from a
+    shell without the virtualenv on PATH; each stopped with SIGTERM. Both use the webserver's default port 3000."""
+    pg_dir = Path(tempfile.mkdtemp(prefix="restem-pg-", dir="/tmp"))
+    os.chmod(pg_dir, 0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_PG_", "VIRTUAL_ENV"))}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if ".venv" not in p)
+    env.update(RESTEM_DATA_ROOT=str(tmp_path / "data"), RESTEM_PG_DIR=str(pg_dir / "cluster"),
+               DAGSTER_PG_PORT=str(free_port()), RESTEM_PROFILE="tiny")
+    assert not server_up(3000), "port 3000 is taken: `make ui` and `make serve` use it"
+    for target, home in (("ui", tmp_path / "sqlite_home"), ("serve", tmp_path / "shared_home")):
+        log = tmp_path / f"make_{target}.log"
+        proc = subprocess.Popen(["make", target], cwd=REPO, env={**env, "DAGSTER_HOME": str(home)},
+                                stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for(lambda: server_up(3000) or proc.poll() is not None, 600,
+                     lambda: f"make {target}:\n{log.read_text()[-3000:]}", interval=2.0)
+            assert proc.poll() is None, log.read_text()[-3000:]
+            locations = graphql(3000, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }",
+                                {})["workspaceOrError"]["locationEntries"]
+            wait_for(lambda: all(e["loadStatus"] == "LOADED" for e in graphql(
+                3000, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }",
+                {})["workspaceOrError"]["locationEntries"]), 300, "the code locations", interval=2.0)
+            assert locations, log.read_text()[-2000:]
+            storage = "postgres" if target == "serve" else "sqlite"
+            assert (storage == "postgres") == ("postgres:" in (home / "dagster.yaml").read_text())
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        wait_for(lambda: not server_up(3000), 60, f"make {target} to stop")
+    assert "webserver and daemon stopped, PostgreSQL stopped" in (tmp_path / "make_serve.log").read_text()

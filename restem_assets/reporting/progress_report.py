@@ -132,7 +132,7 @@ def analysis_frames(root: str, storage_options: Mapping[str, Any] | None = None,
     for exp, it in zip(compare["experiment"].to_list(), compare["iteration"].to_list()):
         vs_base.append(_interval(greedy.get((exp, 0)), greedy.get((exp, int(it)))) if it else None)
         vs_ref.append(_interval(greedy.get((reference, int(it))), greedy.get((exp, int(it))))
-                      if reference is not None and exp != reference else None)
+                      if reference is not None and exp != reference and it else None)
         vs_human.append(_interval(human_greedy, greedy.get((exp, int(it)))))
     compare = compare.with_columns(pl.Series("gain_vs_base_ci", vs_base, dtype=pl.String),
                                    pl.Series("vs_reference_ci", vs_ref, dtype=pl.String),
