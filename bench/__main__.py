@@ -219,9 +219,9 @@ def render(all_results: dict) -> str:
         a = inst["args"]
         out += ["## Instance storage under concurrent runs", "",
                 f"N stand-in Dagster runs at once, each its own process ({a['ops']} ops × {a['events']} log events + "
-                f"{a['materializations']} partitioned materializations): SQLite (a fresh DAGSTER_HOME's files) vs "
-                "PostgreSQL (`restem serve`'s server on localhost). Launch latency: `execute_job` called → RUN_START "
-                "stored.", "",
+                f"{a['materializations']} partitioned materializations): SQLite (a DAGSTER_HOME's files) vs "
+                "PostgreSQL (`restem serve`'s server on localhost), each created once before the runs start. Launch "
+                "latency: `execute_job` called → RUN_START stored.", "",
                 "| storage | N | launch latency median s | max s | events/s | failed runs | database is locked |",
                 "|---|---|---|---|---|---|---|"]
         for storage, rows in inst["results"].items():

@@ -63,7 +63,8 @@ def build_history(root: Path, rows: int, iterations: int) -> dict:
                    CASE WHEN h % 50 = 0 THEN 'length' ELSE 'stop' END AS finish_reason,
                    'policy-{it - 1}' AS policy_id, '/models/iteration={it - 1}' AS policy_path, 'vllm' AS engine,
                    0.7::FLOAT AS temperature, 40::INTEGER AS top_k, 1.0::FLOAT AS top_p, 256::INTEGER AS max_new_tokens,
-                   {it}::BIGINT AS seed
+                   {it}::BIGINT AS seed, (sample_idx // 8)::INTEGER AS round,
+                   CASE WHEN sample_idx >= {K} - 4 THEN 'hinted' ELSE 'self' END AS source
             FROM s""", root / "samples" / f"iteration={it}" / "part-0.parquet")
         _copy(con, f"""
             WITH s AS ({base})
@@ -75,7 +76,8 @@ def build_history(root: Path, rows: int, iterations: int) -> dict:
             FROM s""", root / "rewards" / f"iteration={it}" / "part-0.parquet")
         _copy(con, f"""
             SELECT 'p' || lpad((r // 10)::VARCHAR, 7, '0') AS problem_id, (r % 10)::INTEGER AS sample_idx,
-                   'prompt' AS prompt, 'Answer: ' || r AS completion, 12::INTEGER AS n_tokens
+                   'prompt' AS prompt, 'Answer: ' || r AS completion, 12::INTEGER AS n_tokens,
+                   CASE WHEN r % 10 = 9 THEN 'hinted' ELSE 'self' END AS source
             FROM range({min(problems, 20000) * 10 // 4}) t(r)""", root / "sft_set" / f"iteration={it}" / "part-0.parquet")
         _copy(con, """
             SELECT (r * 10)::INTEGER AS step, (r / 10.0)::DOUBLE AS epoch, (1.0 / (r + 1))::DOUBLE AS loss, 1e-5::DOUBLE AS learning_rate
@@ -94,7 +96,7 @@ def build_history(root: Path, rows: int, iterations: int) -> dict:
                    'prompt' AS prompt, 'Answer: ' || (h % 200) AS completion, 10::INTEGER AS n_tokens,
                    'stop' AS finish_reason, 'policy-{it}' AS policy_id, '' AS policy_path, 'vllm' AS engine,
                    1.0::FLOAT AS temperature, 0::INTEGER AS top_k, 0.95::FLOAT AS top_p, 256::INTEGER AS max_new_tokens,
-                   0::BIGINT AS seed, (h % 200)::VARCHAR AS extracted_answer,
+                   0::BIGINT AS seed, 0::INTEGER AS round, 'self' AS source, (h % 200)::VARCHAR AS extracted_answer,
                    CASE WHEN h % 4 = 0 THEN 1.0 ELSE 0.0 END::FLOAT AS reward,
                    CASE WHEN h % 4 = 0 THEN 'correct' ELSE 'wrong' END AS reason, NULL::VARCHAR AS details,
                    'math' AS verifier, 'v1' AS verifier_version

@@ -79,7 +79,7 @@ def test_two_experiments_side_by_side_with_the_human_baseline(tmp_path, model_pa
     assert fixed.rows() and fixed["round"].to_list() == [0] and fixed["samples"][0] == 8 * 4
     uniform = rounds.filter((rounds["experiment"] == "uniform") & (rounds["iteration"] == 1))
     assert uniform["source"].unique().to_list() == ["self"] and uniform["round"].to_list()[0] == 0
-    assert uniform["problems_sampled"][0] == 8 and uniform["samples"][0] == 8 * 2
+    assert uniform["problems_sampled"][0] == 8 and uniform["samples"][0] == 8  # round_samples=1
     hinted = con.execute("SELECT count(*) FROM all_samples WHERE source = 'hinted' AND experiment NOT LIKE '%hints'"
                          ).fetchone()[0]
     assert hinted == 0
