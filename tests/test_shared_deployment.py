@@ -23,7 +23,7 @@ from restem_assets.store.tables import ParquetStore
 from restem_assets.experiments import experiment_root
 from tests.cluster_helpers import free_port, server_up
 from tests.e2e_helpers import wait_for
-from tests.test_backfill_deadlock import backfill_status, graphql, timeline
+from tests.test_backfill_deadlock import LAUNCH_BACKFILL, backfill_status, graphql, timeline
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +33,6 @@ ITERATION_ASSETS = ["samples", "rewards", "sft_set", "finetune"]
 EXPERIMENTS = ["alpha", "beta"]
 DEADLINE_S = 35 * 60
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on Error { message }
-  }
-}"""
 SETUP = """
 mutation Setup($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -119,7 +110,7 @@ def deployment(tmp_path, model_path):
 def launch_backfill(port: int, assets: list[str], partitions: list[str]) -> str:
     params = {"assetSelection": [{"path": a.split("/")} for a in assets], "partitionNames": partitions,
               "title": f"{','.join(assets)} {partitions}"}
-    result = gql(port, LAUNCH, {"params": params})["launchPartitionBackfill"]
+    result = gql(port, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     return result["backfillId"]
 
