@@ -151,8 +151,7 @@ def main(argv=None) -> None:
                 home.mkdir()
                 (home / "dagster.yaml").write_text(dagster_yaml(storage))
                 if storage == "postgres":  # a fresh database per N, as a fresh SQLite home
-                    cluster._psql(f'DROP DATABASE IF EXISTS "{cluster.db}" WITH (FORCE)')
-                    cluster._psql(f'CREATE DATABASE "{cluster.db}" OWNER "{cluster.user}"')
+                    cluster.empty_database()
                 # the instance's storage created once, as `restem serve` or the first command does: N processes
                 # creating a fresh SQLite home's tables at once race (table ... already exists), which is not
                 # what a running deployment sees

@@ -188,6 +188,12 @@ class PostgresCluster:
         if self._psql(f"SELECT 1 FROM pg_database WHERE datname = '{_quote(self.db)}'") != "1":
             self._psql(f"CREATE DATABASE \"{self.db}\" OWNER \"{self.user}\"")
 
+    def empty_database(self) -> None:
+        """Drop the login's database and create it again, empty: a fresh instance, as a fresh SQLite home
+        is (benchmarks and tests that measure a first start)."""
+        self._psql(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)')
+        self._psql(f'CREATE DATABASE "{self.db}" OWNER "{self.user}"')
+
     def stop(self) -> None:
         if self.running():
             self._run([find_binary("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])

@@ -160,14 +160,25 @@ def _row(exp: Experiment, created_at: dt.datetime) -> dict[str, Any]:
     }
 
 
-def _own_settings(name: str, old: Experiment) -> str:
-    """The flags that run experiment `name` with its recorded settings."""
-    if name != DEFAULT_EXPERIMENT:  # a named experiment's later commands take its recorded profile and overrides
+def _own_settings(name: str, old: Experiment, new: Experiment) -> str:
+    """The flags that run experiment `name` with its recorded settings: its recorded overrides, plus the
+    recorded value of each field that differs without the new command asking for it (a profile's or a
+    setting's default changed since it was recorded, e.g. the default profile's `rest.hints`)."""
+    a, b = identity(old.config), identity(new.config)
+    wanted = identity(old.overrides)
+    drifted = False
+    for resource in IDENTITY_RESOURCES:
+        asked = new.overrides.get(resource, {})
+        for field in sorted(set(a[resource]) & set(b[resource])):
+            if a[resource][field] != b[resource][field] and field not in asked and field not in wanted[resource]:
+                wanted[resource][field] = a[resource][field]
+                drifted = True
+    if name != DEFAULT_EXPERIMENT and not drifted:  # later commands take its recorded profile and overrides
         return f"`--experiment {name}` with no --set"
-    recorded = identity(old.overrides)
     sets = [f"--set {resource}.{field}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}"
-            for resource in IDENTITY_RESOURCES for field, value in sorted(recorded[resource].items())]
-    return f"`{' '.join([f'--profile {old.profile}', *sets])}`"
+            for resource in IDENTITY_RESOURCES for field, value in sorted(wanted[resource].items())]
+    first = f"--profile {old.profile}" if name == DEFAULT_EXPERIMENT else f"--experiment {name}"
+    return f"`{' '.join([first, *sets])}`"
 
 
 def register(store: ParquetStore, exp: Experiment, replace: bool = False) -> Experiment:
@@ -188,7 +199,7 @@ def register(store: ParquetStore, exp: Experiment, replace: bool = False) -> Exp
             other = "`--experiment NAME`" if exp.name == DEFAULT_EXPERIMENT else "a new `--experiment` name"
             raise ExperimentConfigError(
                 f"experiment {exp.name!r} was created with another configuration ({'; '.join(diff)}) and its "
-                f"results are of that one: run it with its own settings ({_own_settings(exp.name, old)}), or "
+                f"results are of that one: run it with its own settings ({_own_settings(exp.name, old, exp)}), or "
                 f"put the new settings under {other} or another --data-root, or add --force to redo everything "
                 f"from set-up with them (which then replaces its record)")
     previous = store.read_table(REGISTRY_TABLE).to_pylist() if known else []

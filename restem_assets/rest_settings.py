@@ -52,7 +52,7 @@ class ReSTSettings(FinetuneSettings):
     max_samples_per_problem: int = setting(32, "uniform/prop2diff: tries per problem at most (paper's K for math)")
     hints: bool = setting(False, "problems uncovered by the self-generated rounds get up to hint_samples tries with "
                                  "the gold answer shown (STaR rationalization); kept only if correct and unflagged "
-                                 "by the reward audit, trained without the hint, source='hinted'")
+                                 "by the reward audit, trained without the hint, source='hinted' (on in the default profile)")
     hint_samples: int = setting(2, "hinted tries per uncovered problem at most (one per hinted round)")
     hint_budget_share: float = setting(0.5, "with hints: the share of the E-step's token budget kept for hinted "
                                             "rounds (fixed then draws K x (1 - share) per problem)")

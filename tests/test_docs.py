@@ -77,7 +77,9 @@ def anchors(path: Path) -> set[str]:
 
 def test_readme_fits_on_a_screen():
     lines = (REPO / "README.md").read_text().splitlines()
-    assert len(lines) <= 120, f"README.md has {len(lines)} lines; move reference material to docs/"
+    # 140: the two commands, the requirements and every result the issues ask the README to show
+    # (issue 20: the E-step ablation per configuration and iteration) on about two screens
+    assert len(lines) <= 140, f"README.md has {len(lines)} lines; move reference material to docs/"
 
 
 @pytest.mark.parametrize("path", LINKED_DOCS, ids=rel)

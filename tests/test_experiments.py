@@ -85,6 +85,24 @@ def test_the_refusal_names_the_recorded_settings_of_the_default_experiment(tmp_p
         register(store, Experiment("default", "tiny", {}, resolved_config(build_resources(Settings(profile="tiny")))))
 
 
+def test_the_refusal_names_a_changed_default_the_command_did_not_ask_for(tmp_path):
+    """A record made before a profile's default changed (the default profile's `rest.hints` became true): the way
+    back to its results sets the recorded value, since `--profile NAME` alone now resolves to the new default."""
+    store = ParquetStore(str(tmp_path))
+    before = build_resources(Settings(profile="tiny"))
+    register(store, Experiment("default", "tiny", {}, resolved_config(before)))
+    register(store, Experiment("k8", "tiny", {"rest": {"samples_per_problem": 8}},
+                               resolved_config(build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 8}}))))
+    now = {"rest": {"hints": True}}  # what the profile gives after the change, not a --set of the command
+    with pytest.raises(ExperimentConfigError, match=r"rest.hints: False -> True.*"
+                       r"its own settings \(`--profile tiny --set rest.hints=false`\)"):
+        register(store, Experiment("default", "tiny", {}, resolved_config(build_resources(Settings(profile="tiny"), now))))
+    changed = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 8, "hints": True}})
+    with pytest.raises(ExperimentConfigError, match=r"its own settings \(`--experiment k8 --set "
+                       r"rest.hints=false --set rest.samples_per_problem=8`\)"):
+        register(store, Experiment("k8", "tiny", {"rest": {"samples_per_problem": 8}}, resolved_config(changed)))
+
+
 def _cli_root(tmp_path):
     """A data root whose registry records the default experiment on the tiny profile (as a first `restem run
     --profile tiny` leaves it), with an empty instance: no step has run and none may."""

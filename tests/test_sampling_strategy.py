@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from restem_assets.generation import Completion, SamplingParams
-from restem_assets.generation.sampling import hintable, sample_rounds
+from contextlib import contextmanager
+
+from restem_assets.generation.sampling import estep_rows_planned, hintable, sample_estep, sample_rounds
 from restem_assets.generation.sampling_strategy import (HINTED, SELF, Outcome, StrategySettings, budget_tokens,
                                                         next_round, plan_round, wanted_correct, _Tally)
 from restem_assets.models.policies import Policy
@@ -193,6 +195,37 @@ def test_an_interrupted_estep_resumes_to_the_rows_of_an_uninterrupted_one(fail_a
     resumed = ListSink()
     sample_rounds(SeededEngine(), PROBLEMS, PARAMS, POLICY, resumed, settings, score, history)
     assert keyed(kept + resumed.rows) == keyed(whole.rows)
+
+
+class KeptStaging:
+    """What sample_estep needs of a StagedGeneration: the rows an interrupted run kept, a sink, and an engine
+    opened only for a positive row count (records the counts asked for)."""
+
+    def __init__(self, done, needed):
+        self.done, self.needed, self.sink, self.opened = list(done), needed, ListSink(), []
+
+    @contextmanager
+    def open_engine(self, rows=None):
+        rows = self.needed - len(self.done) if rows is None else rows
+        self.opened.append(rows)
+        yield SeededEngine() if rows > 0 else None
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "prop2diff"])
+def test_sample_estep_resumes_from_kept_rows_and_opens_no_engine_when_done(strategy):
+    settings = StrategySettings(strategy, samples_per_problem=4, round_samples=2, target_correct=2,
+                                hints=strategy != "fixed")
+    needed = estep_rows_planned(PROBLEMS, PARAMS, settings)
+    assert needed == len(PROBLEMS) * (4 if strategy == "fixed" else 2)
+    whole = KeptStaging([], needed)
+    sample_estep(whole, PROBLEMS, PARAMS, POLICY, settings, score)
+    kept = whole.sink.rows[:7]
+    resumed = KeptStaging(kept, needed)
+    stats = sample_estep(resumed, PROBLEMS, PARAMS, POLICY, settings, score)
+    assert keyed(kept + resumed.sink.rows) == keyed(whole.sink.rows) and stats.samples == len(whole.sink.rows) - 7
+    finished = KeptStaging(whole.sink.rows, needed)
+    assert sample_estep(finished, PROBLEMS, PARAMS, POLICY, settings, score).samples == 0
+    assert finished.opened[-1] <= 0 and not finished.sink.rows
 
 
 def test_settings_reach_the_strategy_and_bad_values_name_the_setting():

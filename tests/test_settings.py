@@ -72,11 +72,15 @@ def test_a_bad_value_is_one_line_naming_the_setting_before_anything_runs(overrid
     assert "\n" not in str(info.value)
 
 
-def test_class_defaults_are_the_default_profile():
-    """The default profile sets nothing: what the classes say is what `make demo` runs."""
-    assert PROFILES["default"] == {}
+def test_the_default_profile_is_the_class_defaults_plus_hints():
+    """The classes say the paper's method (fixed K, no hints); `make demo`'s profile adds only hinted
+    rationales, the ablation's winner, so `--set rest.hints=false` is the paper's method again."""
+    assert PROFILES["default"] == {"rest": {"hints": True}} and ReSTSettings().hints is False
     res = build_resources(Settings())
-    assert res["rest"].settings() == ReSTSettings() and res["rest"].samples_per_problem == 4
+    assert res["rest"].settings() == dataclasses.replace(ReSTSettings(), hints=True)
+    assert res["rest"].samples_per_problem == 4 and res["rest"].sampling == "fixed"
+    paper = build_resources(Settings(), {"rest": {"hints": False}})
+    assert paper["rest"].settings() == ReSTSettings()
     assert res["task"].spec() == TaskSpec()
 
 

@@ -11,8 +11,8 @@ from restem_assets.assets.resources import EngineResource, ReSTResource, Storage
 from restem_assets.assets.common import (TORCH_POOL, generation_stage, markdown_table, metered, partition_lock,
                                          partition_policy, progress_logger, read_problems)
 from restem_assets.assets.policy_lineage import POLICY_KEY
-from restem_assets.generation.sampling import hintable, sample_rounds, sample_rows
-from restem_assets.generation.sampling_strategy import HINTED, next_round, outcomes
+from restem_assets.generation.sampling import estep_done_columns, estep_rows_planned, sample_estep
+from restem_assets.generation.sampling_strategy import HINTED
 from restem_assets.rewards import RewardStats, accumulate, score_samples
 from restem_assets.rewards.audit import audit_rows
 from restem_assets.rewards.audit import summarize as summarize_audit
@@ -36,38 +36,25 @@ def samples(context: dg.AssetExecutionContext, storage: StorageResource, rest: R
         raise ValueError("the problems table has no train split: nothing to sample")
     params = rest.estep_params(iteration)
     strategy = rest.strategy_settings()
-    planned = len(train) * (params.n if not strategy.rounds else strategy.round_samples)
     request = {"policy": policy.path, "problems": len(train), **dataclasses.asdict(params)}
     if strategy.rounds:  # staged rows of another strategy are not this E-step's
         request["strategy"] = dataclasses.asdict(strategy)
+    problems_by_id = {p["problem_id"]: p for p in train}
+
+    def score(rows):
+        return [r["reward"] == 1.0 for r in score_samples(rows, problems_by_id)]
+
     with generation_stage(context, storage, rest, engine, "samples", iteration, f"iteration={iteration}",
-                          f"samples[{iteration}]", table="samples", schema=SAMPLES, policy=policy,
-                          request=request, needed=planned, max_new_tokens=params.max_new_tokens,
-                          done_columns=(["problem_id", "sample_idx"] if not strategy.rounds else
-                                        ["problem_id", "sample_idx", "completion", "n_tokens", "round", "source"])
-                          ) as gen:
+                          f"samples[{iteration}]", table="samples", schema=SAMPLES, policy=policy, request=request,
+                          needed=estep_rows_planned(train, params, strategy), max_new_tokens=params.max_new_tokens,
+                          done_columns=estep_done_columns(strategy)) as gen:
         context.log.info("iteration %d: sampling %d problems (%s) from %s (%s)", iteration, len(train),
                          "K=%d" % params.n if not strategy.rounds else f"{strategy.strategy}, hints={strategy.hints}",
                          policy.policy_id, policy.path)
-        progress = progress_logger(context, f"samples[{iteration}]")
-        if not strategy.rounds:
-            done = {(r["problem_id"], r["sample_idx"]) for r in gen.done}
-            with gen.open_engine() as eng:
-                stats = sample_rows(eng, train, params, policy, gen.sink, progress, done=done)
-        else:
-            problems_by_id = {p["problem_id"]: p for p in train}
-
-            def score(rows):
-                return [r["reward"] == 1.0 for r in score_samples(rows, problems_by_id)]
-
-            history = outcomes(gen.done, dict(zip(((r["problem_id"], r["sample_idx"]) for r in gen.done),
-                                                  score(gen.done)))) if gen.done else []
-            first = next_round(strategy, [p["problem_id"] for p in train], history, hintable(train))
-            with gen.open_engine(rows=0 if first is None else planned) as eng:
-                stats = sample_rounds(eng, train, params, policy, gen.sink, strategy, score, history, progress)
-            for r in stats.rounds:
-                context.log.info("samples[%d] round %d (%s): %d samples over %d problems, %d tokens", iteration,
-                                 r["round"], r["source"], r["samples"], r["problems"], r["tokens"])
+        stats = sample_estep(gen, train, params, policy, strategy, score, progress_logger(context, f"samples[{iteration}]"))
+        for r in getattr(stats, "rounds", []):
+            context.log.info("samples[%d] round %d (%s): %d samples over %d problems, %d tokens", iteration,
+                             r["round"], r["source"], r["samples"], r["problems"], r["tokens"])
     preview = store.head("samples", iteration, 5)
     return dg.MaterializeResult(
         metadata={

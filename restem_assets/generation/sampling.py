@@ -208,6 +208,35 @@ def sample_rounds(
     return stats
 
 
+def estep_rows_planned(problems: Sequence[dict[str, Any]], params: SamplingParams, strategy: StrategySettings) -> int:
+    """The rows an E-step is known to need up front: K per problem (fixed), or round 0's (in rounds,
+    later rounds depend on what round 0 scores)."""
+    return len(problems) * (strategy.round_samples if strategy.rounds else params.n)
+
+
+def estep_done_columns(strategy: StrategySettings) -> list[str]:
+    """What an interrupted E-step's kept rows must give back: their keys (fixed), or enough to score them
+    and replay the rounds they belong to."""
+    keys = ["problem_id", "sample_idx"]
+    return keys if not strategy.rounds else [*keys, "completion", "n_tokens", "round", "source"]
+
+
+def sample_estep(gen: StagedGeneration, problems: Sequence[dict[str, Any]], params: SamplingParams, policy: Policy,
+                 strategy: StrategySettings, score: ScoreFn, progress: ProgressFn | None = None) -> SamplingStats:
+    """The E-step's draws into `gen`'s staging: fixed K in one pass over what is missing, or the strategy's
+    rounds, replayed from the rows an interrupted run kept (scored with `score`) before any new one is drawn.
+    An engine is opened only if something is left to draw."""
+    if not strategy.rounds:
+        done = {(r["problem_id"], r["sample_idx"]) for r in gen.done}
+        with gen.open_engine() as engine:
+            return sample_rows(engine, problems, params, policy, gen.sink, progress, done=done)
+    kept = {(r["problem_id"], r["sample_idx"]): ok for r, ok in zip(gen.done, score(gen.done))} if gen.done else {}
+    history = outcomes(gen.done, kept) if gen.done else []
+    first = next_round(strategy, [p["problem_id"] for p in problems], history, hintable(problems))
+    with gen.open_engine(rows=0 if first is None else estep_rows_planned(problems, params, strategy)) as engine:
+        return sample_rounds(engine, problems, params, policy, gen.sink, strategy, score, history, progress)
+
+
 OpenEngine = Callable[[str, int], AbstractContextManager[GenerationEngine]]  # (model, expected tokens) -> engine
 
 
