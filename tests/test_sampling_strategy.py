@@ -5,11 +5,11 @@ model here (the real model's rounds and SIGKILL resume: tests/test_estep_rounds_
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
 
 from restem_assets.generation import Completion, SamplingParams
-from contextlib import contextmanager
-
 from restem_assets.generation.sampling import estep_rows_planned, hintable, sample_estep, sample_rounds
 from restem_assets.generation.sampling_strategy import (HINTED, SELF, Outcome, StrategySettings, budget_tokens,
                                                         next_round, plan_round, wanted_correct, _Tally)

@@ -230,8 +230,8 @@ def sample_estep(gen: StagedGeneration, problems: Sequence[dict[str, Any]], para
         done = {(r["problem_id"], r["sample_idx"]) for r in gen.done}
         with gen.open_engine() as engine:
             return sample_rows(engine, problems, params, policy, gen.sink, progress, done=done)
-    kept = {(r["problem_id"], r["sample_idx"]): ok for r, ok in zip(gen.done, score(gen.done))} if gen.done else {}
-    history = outcomes(gen.done, kept) if gen.done else []
+    history = outcomes(gen.done, {(r["problem_id"], r["sample_idx"]): ok for r, ok in zip(gen.done, score(gen.done))}
+                       ) if gen.done else []
     first = next_round(strategy, [p["problem_id"] for p in problems], history, hintable(problems))
     with gen.open_engine(rows=0 if first is None else estep_rows_planned(problems, params, strategy)) as engine:
         return sample_rounds(engine, problems, params, policy, gen.sink, strategy, score, history, progress)
