@@ -20,6 +20,7 @@ root, or redo it with `restem run --force`). Pure: no Dagster here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -115,10 +116,33 @@ def identity(config: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any
     return out
 
 
+def _class_defaults() -> dict[str, dict[str, Any]]:
+    """Each identifying setting's default in its settings class: what a run made before the setting existed
+    ran with (a new setting defaults to the old behaviour; a profile may set it otherwise only later)."""
+    from restem_assets.rest_settings import ReSTSettings
+    from restem_assets.tasks.spec import TaskSpec
+
+    def of(cls) -> dict[str, Any]:
+        return {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+    return {"rest": of(ReSTSettings), "task": of(TaskSpec), "model": {}}
+
+
+def recorded_identity(config: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`identity` of a recorded configuration, a setting it lacks (added after it was written) at its class
+    default: the default profile's `rest.hints` is true, but a record from before hints existed ran without."""
+    out = identity(config)
+    for resource, defaults in _class_defaults().items():
+        out[resource] = {**identity({resource: defaults})[resource], **out[resource]}
+    return out
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """`resource.field: old -> new` for each identifying field that differs. A field one side does not have
-    (a record written before the setting existed) is not a difference: its default is what ran then."""
-    a, b = identity(old), identity(new)
+    """`resource.field: old -> new` for each identifying field that differs. A field the old record lacks
+    (written before the setting existed) counts at its class default, what ran then."""
+    a, b = recorded_identity(old), identity(new)
     out = []
     for resource in IDENTITY_RESOURCES:
         for field in sorted(set(a[resource]) & set(b[resource])):
@@ -164,7 +188,7 @@ def _own_settings(name: str, old: Experiment, new: Experiment) -> str:
     """The flags that run experiment `name` with its recorded settings: its recorded overrides, plus the
     recorded value of each field that differs without the new command asking for it (a profile's or a
     setting's default changed since it was recorded, e.g. the default profile's `rest.hints`)."""
-    a, b = identity(old.config), identity(new.config)
+    a, b = recorded_identity(old.config), identity(new.config)
     wanted = identity(old.overrides)
     drifted = False
     for resource in IDENTITY_RESOURCES:

@@ -97,6 +97,15 @@ def test_the_refusal_names_a_changed_default_the_command_did_not_ask_for(tmp_pat
     with pytest.raises(ExperimentConfigError, match=r"rest.hints: False -> True.*"
                        r"its own settings \(`--profile tiny --set rest.hints=false`\)"):
         register(store, Experiment("default", "tiny", {}, resolved_config(build_resources(Settings(profile="tiny"), now))))
+    # a record written before `rest.hints` existed ran without hints: the same refusal, not a silent match
+    older = ParquetStore(str(tmp_path / "older"))
+    config = resolved_config(before)
+    del config["rest"]["hints"]
+    register(older, Experiment("default", "tiny", {}, config))
+    with pytest.raises(ExperimentConfigError, match=r"rest.hints: False -> True.*"
+                       r"its own settings \(`--profile tiny --set rest.hints=false`\)"):
+        register(older, Experiment("default", "tiny", {}, resolved_config(build_resources(Settings(profile="tiny"), now))))
+    register(older, Experiment("default", "tiny", {"rest": {"hints": False}}, resolved_config(before)))  # the way back
     changed = build_resources(Settings(profile="tiny"), {"rest": {"samples_per_problem": 8, "hints": True}})
     with pytest.raises(ExperimentConfigError, match=r"its own settings \(`--experiment k8 --set "
                        r"rest.hints=false --set rest.samples_per_problem=8`\)"):
