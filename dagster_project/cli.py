@@ -36,14 +36,23 @@ def _settings(args: argparse.Namespace):
     return settings
 
 
-def _overrides(args: argparse.Namespace, settings) -> dict:
-    """What this command sets on top of the profile: `--set resource.field=value` flags (else a named
-    experiment's recorded ones), and `--iterations N` as `rest.target_iterations`."""
-    from dagster_project.definitions import registered_overrides
+def _overrides(args: argparse.Namespace, settings, kept: bool = True) -> dict:
+    """What this command sets on top of the profile: `--set resource.field=value` flags, else the experiment's
+    recorded settings (`definitions.recorded_settings`: a named one's overrides, and for any, the recorded value
+    of a default changed since; `kept=False` leaves those out, for the record), and `--iterations N` as
+    `rest.target_iterations`."""
+    from dagster_project.definitions import recorded_settings
     from restem_assets.experiments import parse_overrides
 
     items = getattr(args, "overrides", None) or []
-    overrides = parse_overrides(items) if items else registered_overrides(settings)
+    if items:
+        overrides = parse_overrides(items)
+    else:
+        overrides, pinned = recorded_settings(settings)
+        if not kept:
+            overrides = {resource: {f: v for f, v in fields.items() if f not in pinned.get(resource, {})}
+                         for resource, fields in overrides.items()}
+            overrides = {resource: fields for resource, fields in overrides.items() if fields}
     if getattr(args, "iterations", None) is not None:
         overrides = {**overrides, "rest": {**overrides.get("rest", {}), "target_iterations": args.iterations}}
     return overrides
@@ -142,8 +151,22 @@ def _driving(args: argparse.Namespace):
         print(f"restem: profile {settings.profile}, experiment {settings.experiment}, "
               f"DAGSTER_HOME={instance.root_directory}, data root {root}", flush=True)
         _recover(instance, root)
+        _say_kept(args, settings)
         _register(args, settings, defs)
         yield settings, defs, instance
+
+
+def _say_kept(args: argparse.Namespace, settings) -> None:
+    """Name the settings an existing experiment keeps from its record where a default changed since."""
+    from dagster_project.definitions import describe_kept, recorded_settings
+
+    if getattr(args, "overrides", None):
+        return  # --set flags: the registry compares them with the record and refuses a difference
+    kept = recorded_settings(settings)[1]
+    if kept:
+        print(f"restem: experiment {settings.experiment} keeps the settings it was recorded with where a default "
+              f"changed since: {describe_kept(kept)} (a new --experiment or --data-root takes today's defaults)",
+              flush=True)
 
 
 def _close_engines() -> None:
@@ -164,7 +187,7 @@ def _register(args: argparse.Namespace, settings, defs, replace: bool = False) -
     from restem_assets.experiments import Experiment, ExperimentConfigError, register
     from restem_assets.store.tables import ParquetStore
 
-    overrides = _overrides(args, settings)
+    overrides = _overrides(args, settings, kept=False)  # a kept default is the record's config, not a flag
     exp = Experiment(settings.experiment, settings.profile, overrides, resolved_config(defs.resources))
     try:
         register(ParquetStore(absolute_root(settings.data_root)), exp, replace=replace)

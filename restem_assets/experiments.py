@@ -184,18 +184,29 @@ def _row(exp: Experiment, created_at: dt.datetime) -> dict[str, Any]:
     }
 
 
+def changed_defaults(old: Experiment, config: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The recorded value of each identifying field that `config` sets otherwise. With `config` the record's
+    own profile and overrides resolved today, these are the defaults that changed after the experiment was
+    recorded (the default profile's `rest.hints`, true since 2026-12-07)."""
+    a, b = recorded_identity(old.config), identity(config)
+    out: dict[str, dict[str, Any]] = {}
+    for resource in IDENTITY_RESOURCES:
+        for field in sorted(set(a[resource]) & set(b[resource])):
+            if a[resource][field] != b[resource][field]:
+                out.setdefault(resource, {})[field] = a[resource][field]
+    return out
+
+
 def _own_settings(name: str, old: Experiment, new: Experiment) -> str:
     """The flags that run experiment `name` with its recorded settings: its recorded overrides, plus the
     recorded value of each field that differs without the new command asking for it (a profile's or a
     setting's default changed since it was recorded, e.g. the default profile's `rest.hints`)."""
-    a, b = recorded_identity(old.config), identity(new.config)
     wanted = identity(old.overrides)
     drifted = False
-    for resource in IDENTITY_RESOURCES:
-        asked = new.overrides.get(resource, {})
-        for field in sorted(set(a[resource]) & set(b[resource])):
-            if a[resource][field] != b[resource][field] and field not in asked and field not in wanted[resource]:
-                wanted[resource][field] = a[resource][field]
+    for resource, fields in changed_defaults(old, new.config).items():
+        for field, value in fields.items():
+            if field not in new.overrides.get(resource, {}) and field not in wanted[resource]:
+                wanted[resource][field] = value
                 drifted = True
     if name != DEFAULT_EXPERIMENT and not drifted:  # later commands take its recorded profile and overrides
         return f"`--experiment {name}` with no --set"

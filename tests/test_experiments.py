@@ -217,6 +217,47 @@ def test_named_experiment_definitions_use_its_recorded_overrides(tmp_path):
     assert defs.resources["rest"].samples_per_problem == 4
 
 
+def test_a_changed_default_is_kept_at_its_recorded_value(tmp_path):
+    """A data root recorded before the default profile turned hints on goes on without hints, in the webserver's
+    Definitions and in a command without --set, and says so; a setting the record got from --set is not kept
+    (the registry refuses it, naming it); a new root or experiment takes today's default."""
+    import argparse
+
+    from dagster_project import cli
+    from dagster_project.definitions import recorded_settings
+
+    store = ParquetStore(str(tmp_path))
+    settings = Settings(profile="default", data_root=str(tmp_path))
+    assert build_definitions(settings).resources["rest"].hints is True  # nothing recorded yet: today's default
+    before = resolved_config(build_resources(settings, {"rest": {"hints": False, "samples_per_problem": 8}}))
+    del before["rest"]["hints"]  # written before the setting existed
+    register(store, Experiment("default", "default", {"rest": {"samples_per_problem": 8}}, before))
+    fixed = resolved_config(build_resources(settings, {"rest": {"sampling": "fixed"}}))
+    del fixed["rest"]["hints"]
+    register(store, Experiment("fixed", "default", {"rest": {"sampling": "fixed"}}, fixed))
+
+    overrides, kept = recorded_settings(settings)
+    assert kept == {"rest": {"hints": False}} and overrides == kept  # default: its --set K=8 is not taken over
+    named = Settings(profile="default", data_root=str(tmp_path), experiment="fixed")
+    assert recorded_settings(named) == ({"rest": {"sampling": "fixed", "hints": False}}, {"rest": {"hints": False}})
+    rest = build_definitions(named).resources["rest"]
+    assert rest.hints is False and rest.sampling == "fixed"
+    assert recorded_settings(Settings(profile="default", data_root=str(tmp_path), experiment="new")) == ({}, {})
+    assert recorded_settings(Settings(profile="tiny", data_root=str(tmp_path))) == ({}, {})  # another profile
+
+    # the CLI: a command without --set keeps hints off and records nothing new; with --set it is refused
+    args = argparse.Namespace(command="run", profile="default", data_root=str(tmp_path), dagster_home=str(tmp_path / "h"),
+                              experiment="fixed", overrides=[], force=False, iterations=3)
+    settings = cli._settings(args)
+    defs = build_definitions(settings, cli._overrides(args, settings))
+    assert defs.resources["rest"].hints is False and defs.resources["rest"].target_iterations == 3
+    cli._register(args, settings, defs)
+    assert read_registry(store)["fixed"].overrides == {"rest": {"sampling": "fixed"}}
+    args.overrides = ["rest.sampling=fixed"]
+    with pytest.raises(ExperimentConfigError, match=r"rest.hints: False -> True.*--set rest.hints=false"):
+        cli._register(args, settings, build_definitions(settings, cli._overrides(args, settings)))
+
+
 def test_analyses_report_over_two_experiments(tmp_path):
     root = str(tmp_path / "data")
     write_experiments(root)

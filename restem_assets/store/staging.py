@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from restem_assets.store.atomic import staged_file
-from restem_assets.store.tables import ParquetStore
+from restem_assets.store.tables import ParquetStore, read_open_file
 
 STAGING_DIR = ".staging"
 
@@ -61,7 +61,7 @@ class ChunkStaging:
         """Rows of every finished chunk, in the order they were written."""
         for path in self._chunks():
             with self.store.fs.open(path, "rb") as fh:
-                yield from pq.read_table(fh, columns=columns).to_pylist()
+                yield from read_open_file(fh, columns).to_pylist()
 
     def write(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Buffer rows; a chunk file is published every `flush_rows` rows or `flush_seconds`."""
@@ -84,7 +84,7 @@ class ChunkStaging:
         with self.store.writer(self.table, self.schema, self.iteration) as writer:
             for path in self._chunks():
                 with self.store.fs.open(path, "rb") as fh:
-                    for batch in pq.ParquetFile(fh).iter_batches():
+                    for batch in pq.ParquetFile(fh).iter_batches(use_threads=False):  # see read_open_file
                         writer.write(batch)
         fs = self.store.fs
         fs.rm(self.parent, recursive=True)

@@ -129,7 +129,7 @@ class ParquetStore:
                     raise ValueError(f"table '{table}' has no columns {absent} in {self.url(path)}")
                 fh.seek(0)
             with self._reading(table, iteration, path):
-                return pq.read_table(fh, columns=columns)
+                return read_open_file(fh, columns)
 
     def head(self, table: str, iteration: int | None = None, n: int = 5) -> list[dict[str, Any]]:
         """The first `n` rows (for previews), reading one batch, not the table."""
@@ -145,7 +145,7 @@ class ParquetStore:
         with self.fs.open(path, "rb") as fh:
             with self._reading(table, iteration, path):
                 pf = pq.ParquetFile(fh)
-                batches = pf.iter_batches(batch_size=batch_size, columns=columns)
+                batches = pf.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)  # see read_open_file
             while True:
                 with self._reading(table, iteration, path):  # the consumer's own errors are not wrapped
                     batch = next(batches, None)
@@ -205,6 +205,18 @@ class TableWriter:
         if data.num_rows:
             self._pw.write_table(data)
             self.rows += data.num_rows
+
+
+def read_open_file(fh, columns: list[str] | None = None) -> pa.Table:
+    """The whole Parquet file behind the Python file object `fh`, read on this thread.
+
+    Arrow wraps `fh` in a C++ object whose destructor takes the GIL. Read on Arrow's worker threads
+    (`pq.read_table`, or `use_threads=True`), a worker can hold the last reference; if it lets go while
+    the interpreter exits it cannot take the GIL and the process aborts ("terminate called without an
+    active exception", exit -6 after the command had printed its result). Tables read this way are small
+    (the large scans are DuckDB's), so one thread costs little.
+    """
+    return pq.ParquetFile(fh).read(columns=columns, use_threads=False)
 
 
 def fsspec_open(url: str, mode: str = "rb", **kwargs):

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from restem_assets.store.tables import fsspec_open
+from restem_assets.store.tables import fsspec_open, read_open_file
 from restem_assets.tasks.problem_ids import unit_interval
 from restem_assets.tasks.spec import TaskSpec
 
@@ -116,10 +116,8 @@ def _json_text(url: str, fh) -> Iterator[tuple[int, Any]]:
 
 
 def _parquet(url: str, fh) -> Iterator[tuple[int, Any]]:
-    import pyarrow.parquet as pq
-
     try:
-        table = pq.read_table(fh)
+        table = read_open_file(fh)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
         raise ValueError(f"{url}: not a readable Parquet file: {exc}") from None
     yield from enumerate(table.to_pylist(), start=1)
